@@ -1,0 +1,169 @@
+"""Reconstruction methods and their registry.
+
+Every method is a generator function ``method(A, y, *, iterations, x0,
+every, start, mask, seed, **params) -> Iterator[Step]`` in a module of its
+own, working in the canonical frame (tilt axis along y). The registry below
+describes each method once: its label, parameters (types, defaults, ranges,
+which are advanced) and traits. The command line, :func:`tomoprior.run` and
+the napari widgets are all built from it, so adding a method is one entry.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import MethodUnavailable
+from ..step import Step
+
+__all__ = ["METHODS", "Method", "Param", "get_method"]
+
+
+@dataclass(frozen=True)
+class Param:
+    """One user-settable parameter of a method."""
+
+    name: str
+    default: Any
+    label: str = ""
+    help: str = ""
+    min: float | None = None
+    max: float | None = None
+    choices: tuple | None = None
+    advanced: bool = False
+    log: bool = False
+
+    @property
+    def kind(self) -> type:
+        if self.choices is not None:
+            return str
+        return type(self.default)
+
+    def parse(self, text: str | Any) -> Any:
+        """Convert a command-line string (or value) to this parameter's type and check it."""
+        kind = self.kind
+        value = text
+        if isinstance(text, str):
+            t = text.strip()
+            if self.choices is not None and t in [str(c) for c in self.choices]:
+                value = next(c for c in self.choices if str(c) == t)
+            elif kind is bool:
+                if t.lower() in ("1", "true", "yes", "on"):
+                    value = True
+                elif t.lower() in ("0", "false", "no", "off"):
+                    value = False
+                else:
+                    raise ValueError(f"{self.name} expects true or false, got {text!r}")
+            elif kind is int:
+                value = int(float(t))
+            elif kind is float:
+                value = float(t)
+        elif kind is float and isinstance(text, int) and not isinstance(text, bool):
+            value = float(text)
+        if self.choices is not None and value not in self.choices:
+            opts = ", ".join(str(c) for c in self.choices)
+            raise ValueError(f"{self.name} must be one of {opts}, got {text!r}")
+        if self.min is not None and value < self.min:
+            raise ValueError(f"{self.name} must be >= {self.min}, got {value}")
+        if self.max is not None and value > self.max:
+            raise ValueError(f"{self.name} must be <= {self.max}, got {value}")
+        return value
+
+
+@dataclass(frozen=True)
+class Method:
+    """A reconstruction method as the user interfaces see it."""
+
+    name: str
+    label: str
+    module: str
+    function: str
+    description: str
+    params: tuple[Param, ...] = ()
+    iterative: bool = True
+    default_iterations: int = 100
+    default_every: int = 1
+    separable: bool = False  # y-slices independent: chunks need no overlap
+    uses_mask: bool = False  # accepts a mask of detector pixels to fit (held-out validation)
+    citation: str = ""
+    extras: Mapping[str, Any] = field(default_factory=dict)
+
+    def load(self) -> Callable[..., Iterator[Step]]:
+        try:
+            mod = importlib.import_module(self.module)
+        except ImportError as exc:  # pragma: no cover - depends on the installation
+            raise MethodUnavailable(f"{self.label} cannot be loaded: {exc}") from exc
+        return getattr(mod, self.function)
+
+    def defaults(self) -> dict[str, Any]:
+        return {p.name: p.default for p in self.params}
+
+    def param(self, name: str) -> Param:
+        for p in self.params:
+            if p.name == name:
+                return p
+        known = ", ".join(p.name for p in self.params) or "none"
+        raise KeyError(f"{self.label} has no parameter {name!r} (known: {known})")
+
+    def resolve(self, given: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Defaults updated with ``given`` values, each parsed and range-checked."""
+        out = self.defaults()
+        for key, value in (given or {}).items():
+            try:
+                out[key] = self.param(key).parse(value)
+            except KeyError as exc:
+                raise ValueError(exc.args[0]) from None
+        return out
+
+
+_P = Param
+METHODS: dict[str, Method] = {
+    "wbp": Method(
+        name="wbp",
+        label="WBP",
+        module="tomoprior.algorithms.wbp",
+        function="wbp",
+        description="Weighted back-projection: instant preview, streaks and elongation in the missing wedge.",
+        params=(
+            _P("filter", "ram-lak", "Filter", "Apodisation of the ramp filter",
+               choices=("ram-lak", "shepp-logan", "cosine", "hamming", "hann", "none")),
+            _P("nonneg", False, "Clip negatives", "Set negative densities to zero", advanced=True),
+        ),
+        iterative=False,
+        default_iterations=1,
+        separable=True,
+        citation="Radermacher, in Electron Tomography (Frank, ed.), Springer 2006",
+    ),
+    "sirt": Method(
+        name="sirt",
+        label="SIRT",
+        module="tomoprior.algorithms.sirt",
+        function="sirt",
+        description="Simultaneous iterative reconstruction: robust, smooth, smeared along the missing wedge.",
+        params=(
+            _P("relaxation", 1.0, "Relaxation", "Step length (0-2)", min=0.01, max=1.99),
+            _P("nonneg", True, "Non-negative", "Clip negative densities after each update"),
+        ),
+        default_iterations=100,
+        default_every=5,
+        separable=True,
+        uses_mask=True,
+        citation="Gilbert, J. Theor. Biol. 36 (1972) 105",
+    ),
+}
+
+
+def register(method: Method) -> None:
+    """Add a method to the registry (used by the method modules' issues and by plugins)."""
+    METHODS[method.name] = method
+
+
+def get_method(name: str) -> Method:
+    """The registry entry for ``name`` or a clear error."""
+    key = str(name).strip().lower().replace("-", "")
+    if key in METHODS:
+        return METHODS[key]
+    known = ", ".join(METHODS)
+    raise MethodUnavailable(f"unknown or unavailable method {name!r}: available are {known}")

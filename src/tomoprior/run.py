@@ -1,0 +1,532 @@
+"""One entry point for every method: ``run(method, tilt_series, geometry, **params)``.
+
+:func:`run` prepares the data (tilt selection, binning, orientation into the
+canonical frame, an optional slab of slices), builds the projector on the
+chosen device, and streams :class:`~tomoprior.step.Step` objects whose
+volumes are already in the frame of the input images, ``(z, y, x)``. The
+returned :class:`Reconstruction` is an iterator; closing it stops the run.
+It also knows the run's provenance (method, parameters, kept tilts, device,
+seconds, version) for layer metadata and files.
+
+Large volumes are reconstructed in slabs of y-slices (``chunk=``), one after
+another in the same iterator; :func:`reconstruct_dask` returns the same
+computation as a lazy dask array, one task per slab.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import __version__
+from .algorithms import Method, get_method
+from .device import resolve_device
+from .errors import DataError, GeometryError
+from .geometry import Selection, TiltGeometry
+from .operators import make_projector
+from .step import Step
+from .transforms import (
+    bin_images,
+    canonical_turns,
+    orient_images,
+    to_canonical,
+    volume_from_canonical,
+    volume_to_canonical,
+)
+
+__all__ = ["Prepared", "Reconstruction", "prepare", "reconstruct", "reconstruct_dask", "run"]
+
+
+@dataclass
+class Prepared:
+    """Tilt series ready for reconstruction, in the canonical frame."""
+
+    series: np.ndarray  # (n_kept, y_c, u_c) float32
+    geometry: TiltGeometry  # of the kept, binned tilts (input frame)
+    selection: Selection
+    binning: int
+    slab: tuple[int, int]  # canonical y range reconstructed (binned pixels)
+    full_y: int  # canonical y size before the slab was cut
+    volume_shape: tuple[int, int, int]  # canonical (z, y, u)
+
+    @property
+    def output_shape(self) -> tuple[int, int, int]:
+        """Shape of the volume in the input frame."""
+        k, _ = canonical_turns(self.geometry.tilt_axis)
+        z, y, u = self.volume_shape
+        return (z, y, u) if k % 2 == 0 else (z, u, y)
+
+    def slab_translate(self) -> tuple[float, float, float]:
+        """Offset (z, y, x) in binned pixels of a slab volume inside the full one."""
+        k, _ = canonical_turns(self.geometry.tilt_axis)
+        z, yc, uc = self.volume_shape
+        idx = np.zeros((1, self.full_y, uc), np.float32)
+        idx[0, self.slab[0]] = 1.0  # mark the slab's first canonical slice
+        back = volume_from_canonical(idx, self.geometry)[0]
+        first = np.argwhere(back > 0)
+        off = [0.0, 0.0, 0.0]
+        if k % 2 == 0:  # canonical y is output y (maybe reversed)
+            rows = np.unique(first[:, 0])
+            off[1] = float(min(rows.min(), self.full_y - self.slab[1]) if k == 2 else rows.min())
+        else:
+            cols = np.unique(first[:, 1])
+            off[2] = float(cols.min() if k == 1 else self.full_y - self.slab[1])
+        return tuple(off)
+
+
+def _check_series(series: Any) -> None:
+    ndim = getattr(series, "ndim", None)
+    if ndim != 3:
+        shape = getattr(series, "shape", None)
+        raise DataError(
+            f"a tilt series must be a 3D stack (n_tilts, rows, cols); got shape {shape}"
+        )
+    if min(series.shape) < 1:
+        raise DataError(f"the tilt series is empty: shape {series.shape}")
+
+
+def _parse_slices(slices: Any) -> tuple[int | None, int | None] | None:
+    if slices is None or slices == "" or slices == ":":
+        return None
+    if isinstance(slices, str):
+        a, sep, b = slices.partition(":")
+        if not sep:
+            raise GeometryError(f"slices must look like A:B, got {slices!r}")
+        return (int(a) if a.strip() else None, int(b) if b.strip() else None)
+    a, b = slices
+    return (None if a is None else int(a), None if b is None else int(b))
+
+
+def _is_dask(a: Any) -> bool:
+    return type(a).__module__.startswith("dask.")
+
+
+def _check_finite(data: np.ndarray) -> None:
+    bad = ~np.isfinite(data)
+    if bad.any():
+        tilts = np.unique(np.nonzero(bad)[0])[:5].tolist()
+        raise DataError(
+            f"the tilt series contains {int(bad.sum())} NaN or infinite values "
+            f"(in images {tilts}); fix or crop them before reconstructing"
+        )
+
+
+def _canonical_lazy(data: Any, geom: TiltGeometry, b: int) -> Any:
+    """Binning and orientation of a dask tilt series, image by image, without loading it."""
+    import dask.array as da
+
+    data = data.astype(np.float32)
+    n, h, w = data.shape
+    k, residual = canonical_turns(geom.tilt_axis)
+    if b > 1:
+        data = da.coarsen(np.mean, data[:, : h // b * b, : w // b * b], {1: b, 2: b})
+    if abs(residual) < 1e-9 and not np.any(geom.shifts):
+        return da.rot90(data, -k, axes=(1, 2)) if k else data  # = _rot90_content(data, k)
+
+    def orient(block: np.ndarray, block_info=None) -> np.ndarray:
+        i0 = block_info[0]["array-location"][0][0]
+        return orient_images(block, geom.tilt_axis, geom.shifts[i0 : i0 + block.shape[0]])
+
+    out_shape = (data.shape[2], data.shape[1]) if k % 2 else data.shape[1:]
+    imgs = data.rechunk((1, -1, -1))
+    return imgs.map_blocks(orient, dtype=np.float32, chunks=((1,) * n, (out_shape[0],), (out_shape[1],)))
+
+
+def prepare(
+    tilt_series: Any,
+    geometry: TiltGeometry,
+    *,
+    tilt_range: tuple[float, float] | None = None,
+    increment: float | None = None,
+    bin: int = 1,
+    slices: Any = None,
+    thickness: int | None = None,
+) -> Prepared:
+    """Select tilts, bin, orient and cut the slab; validate everything on the way.
+
+    ``thickness`` and ``slices`` are in pixels of the input images (before
+    binning); ``slices`` indexes positions along the tilt axis.
+    """
+    _check_series(tilt_series)
+    if not isinstance(geometry, TiltGeometry):
+        raise GeometryError("no tilt angles: give a TiltGeometry (or set the tilt start and step)")
+    geometry.validate(tilt_series.shape[0])
+    sel = geometry.select(tilt_range, increment)
+    b = max(1, int(bin))
+    geom = sel.geometry
+    if thickness is not None:
+        geom = geom.replace(thickness=int(thickness))
+    geom = geom.binned(b)
+    data = tilt_series[sel.indices] if sel.count < geometry.n_tilts else tilt_series
+    if _is_dask(data):
+        canon = _canonical_lazy(data, geom, b)
+    else:
+        data = np.asarray(data).astype(np.float32, copy=False)
+        _check_finite(data)
+        canon = to_canonical(bin_images(data, b), geom)
+    full_y = canon.shape[1]
+    slab = (0, full_y)
+    rng = _parse_slices(slices)
+    if rng is not None:
+        a = 0 if rng[0] is None else rng[0] // b
+        e = full_y if rng[1] is None else -(-rng[1] // b)
+        a, e = max(0, a), min(full_y, e)
+        if e - a < 1:
+            raise GeometryError(f"slice range {slices} is empty for {full_y * b} slices along the axis")
+        slab = (a, e)
+        canon = canon[:, a:e]
+    z = geom.thickness or canon.shape[2]
+    return Prepared(
+        series=canon,
+        geometry=geom,
+        selection=sel,
+        binning=b,
+        slab=slab,
+        full_y=full_y,
+        volume_shape=(int(z), canon.shape[1], canon.shape[2]),
+    )
+
+
+def _chunks(n: int, chunk: int | None, overlap: int) -> list[tuple[int, int, int, int]]:
+    """(inner_start, inner_stop, outer_start, outer_stop) slabs covering ``range(n)``."""
+    if not chunk or chunk >= n:
+        return [(0, n, 0, n)]
+    out = []
+    for s in range(0, n, chunk):
+        e = min(n, s + chunk)
+        out.append((s, e, max(0, s - overlap), min(n, e + overlap)))
+    return out
+
+
+class Reconstruction(Iterator[Step]):
+    """A running reconstruction: iterate for Steps, ``close()`` to stop.
+
+    Attributes
+    ----------
+    method : Method
+    params : dict
+        Resolved method parameters (defaults filled in).
+    prepared : Prepared
+    device : torch.device
+    last : Step or None
+        The most recent step.
+    seconds : float
+        Compute time so far.
+    """
+
+    def __init__(
+        self,
+        method: Method,
+        prepared: Prepared,
+        *,
+        params: dict[str, Any],
+        iterations: int,
+        every: int,
+        device: torch.device,
+        backend: str,
+        x0: np.ndarray | None,
+        start: int,
+        heldout: float,
+        seed: int,
+        chunk: int | None,
+        overlap: int,
+        source: str | None,
+    ) -> None:
+        self.method = method
+        self.prepared = prepared
+        self.params = params
+        self.iterations = iterations
+        self.every = every
+        self.device = device
+        self.backend = backend
+        self.heldout = float(heldout)
+        self.seed = int(seed)
+        self.source = source
+        self.start = start
+        self.last: Step | None = None
+        self.seconds = 0.0
+        self.finished = False
+        self.stopped = False
+        self._x0 = x0
+        self._chunks = _chunks(prepared.volume_shape[1], chunk, overlap)
+        self._gen = self._steps()
+        self._started = _dt.datetime.now(_dt.timezone.utc)
+
+    # -- iterator protocol -----------------------------------------------------
+    def __iter__(self) -> Reconstruction:
+        return self
+
+    def __next__(self) -> Step:
+        t0 = time.perf_counter()
+        try:
+            step = next(self._gen)
+        except StopIteration:
+            self.finished = True
+            raise
+        finally:
+            self.seconds += time.perf_counter() - t0
+        self.last = step
+        return step
+
+    def close(self) -> None:
+        """Stop the run; the last yielded volume stays available in ``last``."""
+        if not self.finished:
+            self.stopped = True
+        self._gen.close()
+
+    def __enter__(self) -> Reconstruction:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the work ------------------------------------------------------------------
+    def heldout_mask(self) -> np.ndarray | None:
+        """Held-out detector pixels (canonical frame), or None when disabled."""
+        if self.heldout <= 0:
+            return None
+        from .metrics import heldout_mask
+
+        return heldout_mask(self.prepared.series.shape, fraction=self.heldout, seed=self.seed)
+
+    def _slab_data(self, os_: int, oe: int) -> torch.Tensor:
+        part = self.prepared.series[:, os_:oe]
+        if _is_dask(part):
+            part = part.compute()
+            _check_finite(part)
+        return torch.from_numpy(np.ascontiguousarray(part, dtype=np.float32))
+
+    def canonical_steps(self) -> Iterator[Step]:
+        """Steps with volumes in the canonical frame (one slab after another)."""
+        p = self.prepared
+        fn = self.method.load()
+        held = self.heldout_mask() if self.method.uses_mask else None
+        z, ny, nu = p.volume_shape
+        full = np.zeros((z, ny, nu), np.float32) if len(self._chunks) > 1 else None
+        x0c = None if self._x0 is None else self._canonical_x0(self._x0)
+        for ci, (s, e, os_, oe) in enumerate(self._chunks):
+            A = make_projector(
+                p.geometry.angles, (z, oe - os_, nu), nu, backend=self.backend, device=self.device
+            )
+            kwargs: dict[str, Any] = dict(self.params)
+            kwargs.update(iterations=self.iterations, every=self.every, start=self.start, seed=self.seed)
+            if x0c is not None:
+                kwargs["x0"] = torch.from_numpy(np.ascontiguousarray(x0c[:, os_:oe]))
+            if held is not None:
+                kwargs["mask"] = torch.from_numpy(~held[:, os_:oe])
+            gen = fn(A, self._slab_data(os_, oe), **kwargs)
+            try:
+                for step in gen:
+                    vol = step.volume[:, s - os_ : e - os_]
+                    extras = dict(step.extras)
+                    if full is not None:
+                        full[:, s:e] = vol
+                        vol = full.copy()
+                        extras.update(chunk=ci, chunks=len(self._chunks))
+                    yield Step(step.iteration, vol, step.loss, extras, step.total)
+            finally:
+                gen.close()
+
+    def _steps(self) -> Iterator[Step]:
+        gen = self.canonical_steps()
+        try:
+            for st in gen:
+                vol = volume_from_canonical(st.volume, self.prepared.geometry)
+                yield Step(st.iteration, vol, st.loss, st.extras, st.total)
+        finally:
+            gen.close()
+
+    def _canonical_x0(self, x0: np.ndarray) -> np.ndarray:
+        x0 = np.asarray(x0, np.float32)
+        if x0.shape != self.prepared.output_shape:
+            raise GeometryError(
+                f"warm-start volume has shape {x0.shape}, this run produces {self.prepared.output_shape}"
+            )
+        return volume_to_canonical(x0, self.prepared.geometry)
+
+    # -- results ------------------------------------------------------------------------
+    def provenance(self) -> dict[str, Any]:
+        """Everything needed to reproduce the run, JSON-ready."""
+        p = self.prepared
+        last = self.last
+        return {
+            "software": "napari-tomoprior",
+            "version": __version__,
+            "method": self.method.name,
+            "method_label": self.method.label,
+            "parameters": {k: v for k, v in self.params.items()},
+            "iterations": None if last is None else int(last.iteration),
+            "planned_iterations": self.start + self.iterations if self.method.iterative else None,
+            "stopped_early": bool(self.stopped),
+            "final_loss": None if last is None or last.loss is None else float(last.loss),
+            "kept_tilts": [int(i) for i in p.selection.indices],
+            "kept_angles": [float(a) for a in p.geometry.angles],
+            "geometry": p.geometry.to_dict(),
+            "binning": p.binning,
+            "slab": list(p.slab) if p.slab != (0, p.full_y) else None,
+            "slab_translate": list(p.slab_translate()) if p.slab != (0, p.full_y) else None,
+            "volume_shape": list(p.output_shape),
+            "device": str(self.device),
+            "backend": self.backend,
+            "heldout_fraction": self.heldout,
+            "seed": self.seed,
+            "seconds": round(self.seconds, 3),
+            "started": self._started.isoformat(timespec="seconds"),
+            "source": self.source,
+        }
+
+
+def run(
+    method: str,
+    tilt_series: Any,
+    geometry: TiltGeometry,
+    *,
+    iterations: int | None = None,
+    every: int | None = None,
+    device: str | torch.device | None = "auto",
+    backend: str = "sparse",
+    tilt_range: tuple[float, float] | None = None,
+    increment: float | None = None,
+    bin: int = 1,
+    slices: Any = None,
+    thickness: int | None = None,
+    x0: np.ndarray | None = None,
+    start: int = 0,
+    heldout: float = 0.0,
+    seed: int = 0,
+    chunk: int | None = None,
+    overlap: int | None = None,
+    source: str | None = None,
+    **params: Any,
+) -> Reconstruction:
+    """Reconstruct ``tilt_series`` with ``method``, streaming Steps.
+
+    Parameters
+    ----------
+    method : str
+        ``"wbp"``, ``"sirt"``, ``"cstv"``, ``"diptv"`` or ``"inr"`` (see
+        :data:`tomoprior.algorithms.METHODS`).
+    tilt_series : array (n_tilts, rows, cols)
+    geometry : TiltGeometry
+    iterations, every : int, optional
+        Defaults come from the method's registry entry.
+    device : "auto", "cpu", "cuda"
+    tilt_range, increment : optional
+        Keep only the measured tilts nearest to this range and increment.
+    bin : int
+        Average ``bin x bin`` pixels first.
+    slices : "A:B" or (A, B), optional
+        Reconstruct only positions A..B along the tilt axis (input pixels).
+    thickness : int, optional
+        Volume thickness along z in input pixels (default: width across the axis).
+    x0 : volume, optional
+        Warm start, shaped like this run's output.
+    start : int
+        Iterations already done by ``x0`` (numbering continues).
+    heldout : float
+        Fraction of detector pixels held out of the fit for validation.
+    chunk, overlap : int, optional
+        Reconstruct in slabs of ``chunk`` y-slices with ``overlap`` halo.
+    **params
+        Method parameters (strings are parsed, values range-checked).
+    """
+    m = get_method(method)
+    resolved = m.resolve(params)
+    prepared = prepare(
+        tilt_series, geometry, tilt_range=tilt_range, increment=increment, bin=bin,
+        slices=slices, thickness=thickness,
+    )
+    its = m.default_iterations if iterations is None else int(iterations)
+    if its < 0:
+        raise ValueError("iterations must be >= 0")
+    ev = m.default_every if every is None else max(1, int(every))
+    ov = (0 if m.separable else 8) if overlap is None else max(0, int(overlap))
+    return Reconstruction(
+        m, prepared, params=resolved, iterations=its, every=ev, device=resolve_device(device),
+        backend=backend, x0=x0, start=int(start), heldout=heldout, seed=seed, chunk=chunk,
+        overlap=ov, source=source,
+    )
+
+
+def reconstruct(method: str, tilt_series: Any, geometry: TiltGeometry, **kwargs: Any):
+    """Run to the end; return ``(volume, provenance)``."""
+    rec = run(method, tilt_series, geometry, **kwargs)
+    last = None
+    with rec:
+        for last in rec:
+            pass
+    if last is None:
+        raise DataError("the reconstruction produced no result")
+    return last.volume, rec.provenance()
+
+
+def reconstruct_dask(
+    method: str,
+    tilt_series: Any,
+    geometry: TiltGeometry,
+    *,
+    chunk: int = 64,
+    overlap: int | None = None,
+    iterations: int | None = None,
+    device: str | torch.device | None = "auto",
+    backend: str = "sparse",
+    tilt_range: tuple[float, float] | None = None,
+    increment: float | None = None,
+    bin: int = 1,
+    slices: Any = None,
+    thickness: int | None = None,
+    seed: int = 0,
+    **params: Any,
+):
+    """The reconstruction as a lazy dask array, one task per slab of slices.
+
+    Each task runs the method to completion on its slab (plus ``overlap``
+    halo slices for methods that couple slices) and keeps the inner part. A
+    dask tilt series (from a lazy reader) is read slab by slab. The volume
+    is returned in the input frame; nothing is computed until ``.compute()``
+    (or a writer) asks for it.
+    """
+    import dask
+    import dask.array as da
+
+    rec = run(
+        method, tilt_series, geometry, iterations=iterations, every=10**9, device=device,
+        backend=backend, tilt_range=tilt_range, increment=increment, bin=bin, slices=slices,
+        thickness=thickness, seed=seed, **params,
+    )
+    prep = rec.prepared
+    ov = (0 if rec.method.separable else 8) if overlap is None else max(0, int(overlap))
+    z, ny, nu = prep.volume_shape
+    blocks = []
+    for s, e, os_, oe in _chunks(ny, chunk, ov):
+
+        def work(s=s, e=e, os_=os_, oe=oe):
+            sub = Reconstruction(
+                rec.method, rec.prepared, params=rec.params, iterations=rec.iterations,
+                every=10**9, device=rec.device, backend=rec.backend, x0=None, start=0,
+                heldout=0.0, seed=rec.seed, chunk=None, overlap=0, source=None,
+            )
+            sub._chunks = [(s, e, os_, oe)]
+            last = None
+            for last in sub.canonical_steps():
+                pass
+            return last.volume
+
+        blocks.append(da.from_delayed(dask.delayed(work)(), shape=(z, e - s, nu), dtype=np.float32))
+    canon = da.concatenate(blocks, axis=1)
+    k, _ = canonical_turns(prep.geometry.tilt_axis)
+    return da.rot90(canon, k, axes=(1, 2)) if k else canon
+
+
+def summary(rec: Reconstruction) -> Mapping[str, Any]:
+    """The JSON summary printed by the command line."""
+    prov = rec.provenance()
+    keys = ("method", "parameters", "kept_tilts", "kept_angles", "iterations", "seconds",
+            "final_loss", "device", "volume_shape")
+    return {k: prov[k] for k in keys}
