@@ -3,10 +3,10 @@
 The library works without Qt or napari::
 
     import tomoprior
-    series, geom = tomoprior.io.read("tilts.mrc")
-    for step in tomoprior.run("sirt", series, geom, iterations=100):
-        pass
-    volume = step.volume
+    f = tomoprior.io.read("tilts.mrc")          # angles from .rawtlt/.mdoc/header
+    for step in tomoprior.run("sirt", f.data, f.geometry, iterations=100):
+        print(step.iteration, step.loss)
+    volume = step.volume                          # (z, y, x) float32
 """
 
 from __future__ import annotations

@@ -1,0 +1,224 @@
+"""``read``: open any supported tilt-series file."""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ..errors import DataError, FormatError, GeometryError
+from ..geometry import TiltGeometry, parse_tilt_axis
+from ._angles import SIDECAR_EXTENSIONS, find_mdoc, find_sidecar, read_angles, read_mdoc
+from ._model import RawRead, TiltSeriesFile, is_lazy, no_angles_message
+from ._mrc import read_mrc
+from ._npy import read_npy
+from ._rsciio import read_rsciio
+from ._tiff import read_tiff
+
+__all__ = ["LAZY_THRESHOLD_BYTES", "SUPPORTED_EXTENSIONS", "read"]
+
+#: files larger than this are opened lazily when ``lazy=None``
+LAZY_THRESHOLD_BYTES = 512 * 1024**2
+
+_READERS: dict[str, Callable[[pathlib.Path, bool], RawRead]] = {
+    ".tif": read_tiff,
+    ".tiff": read_tiff,
+    ".mrc": read_mrc,
+    ".mrcs": read_mrc,
+    ".st": read_mrc,
+    ".ali": read_mrc,
+    ".preali": read_mrc,
+    ".rec": read_mrc,
+    ".npy": read_npy,
+    ".dm3": read_rsciio,
+    ".dm4": read_rsciio,
+    ".emd": read_rsciio,
+    ".ser": read_rsciio,
+}
+
+#: every extension :func:`read` accepts (lower case, with the dot)
+SUPPORTED_EXTENSIONS: tuple[str, ...] = tuple(_READERS)
+
+
+def _sidecar_extensions(ext: str) -> tuple[str, ...]:
+    if ext == ".ali":  # IMOD: the aligned stack goes with the refined .tlt
+        return (".tlt", ".rawtlt")
+    if ext in (".mrc", ".mrcs", ".st", ".preali", ".rec"):
+        return (".rawtlt", ".tlt")
+    return SIDECAR_EXTENSIONS
+
+
+def _as_stack(data: Any, name: str) -> Any:
+    """Drop singleton axes beyond three and check for a 3D stack of images."""
+    shape = tuple(int(s) for s in data.shape)
+    if 0 in shape:
+        raise DataError(f"{name} contains no images (array shape {shape})")
+    while data.ndim > 3 and 1 in shape[:-2]:
+        data = data.reshape(tuple(s for i, s in enumerate(shape) if i >= len(shape) - 2 or s != 1))
+        shape = tuple(int(s) for s in data.shape)
+    if data.ndim == 3 and shape[0] == 1:
+        data = data[0]
+    if data.ndim == 2:
+        raise FormatError(
+            f"{name} holds a single 2D image {shape[-2]} × {shape[-1]}, not a tilt series: "
+            "a tilt series is a stack of images, one per tilt angle"
+        )
+    if data.ndim != 3:
+        raise FormatError(
+            f"{name} holds a {data.ndim}D array of shape {shape}: a tilt series must be a 3D "
+            "stack (n_tilts, rows, cols)"
+        )
+    if np.dtype(data.dtype).kind not in "biuf":
+        raise FormatError(f"{name} holds {np.dtype(data.dtype)} data: expected real numbers")
+    return data
+
+
+def _user_angles(angles: Any) -> tuple[np.ndarray, str]:
+    if isinstance(angles, (str, pathlib.PurePath)):
+        return read_angles(angles), pathlib.Path(angles).name
+    return np.asarray(angles, dtype=np.float64).ravel(), "user"
+
+
+def read(
+    path: str | pathlib.Path,
+    *,
+    angles: Any = None,
+    lazy: bool | None = None,
+) -> TiltSeriesFile:
+    """Open a tilt series and find its tilt angles, tilt axis and pixel size.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        A file with one of :data:`SUPPORTED_EXTENSIONS`. Opening one image
+        of a numbered DM/EMD series (``scan_001.dm4``, ``scan_002.dm4`` ...)
+        reads the whole series in numeric order.
+    angles : array-like, str or pathlib.Path, optional
+        Tilt angles in degrees, or the path of an angle file; they replace
+        any angles found with the data.
+    lazy : bool, optional
+        ``True`` memory-maps the file or wraps it in a dask array, ``False``
+        reads it into memory, ``None`` (default) is lazy only for files larger
+        than :data:`LAZY_THRESHOLD_BYTES`.
+
+    Returns
+    -------
+    TiltSeriesFile
+        The images in their own dtype and what was found about them. When no
+        angles are found, ``geometry`` is ``None`` and ``warnings`` says so.
+
+    Raises
+    ------
+    FormatError
+        Missing file, unknown extension, unreadable file, or data that is not
+        a 3D stack of images.
+    DataError
+        An empty stack.
+    GeometryError
+        Angles given by ``angles`` that are invalid or whose count differs
+        from the number of images.
+
+    Notes
+    -----
+    Angles are looked for in this order: an angle file next to the data with
+    the same stem (``.rawtlt``, ``.tlt``, ``.txt``; ``.tlt`` first for
+    ``.ali``), then the file's own metadata (ImageJ/OME tags, FEI or SerialEM
+    MRC extended header, DM/Velox/TIA stage tilt), then a SerialEM ``.mdoc``.
+    Angles found with the file that do not fit it are reported in
+    ``warnings`` and the file opens without geometry.
+    """
+    path = pathlib.Path(path).expanduser()
+    name = path.name
+    if not path.exists():
+        raise FormatError(f"file not found: {path}")
+    if path.is_dir():
+        raise FormatError(f"{path} is a folder: choose a tilt-series file inside it")
+    ext = path.suffix.lower()
+    if ext not in _READERS:
+        raise FormatError(
+            f"cannot read {name}: unknown extension {ext or '(none)'!r}; supported: "
+            + " ".join(SUPPORTED_EXTENSIONS)
+        )
+    if lazy is None:
+        lazy = path.stat().st_size > LAZY_THRESHOLD_BYTES
+    raw = _READERS[ext](path, bool(lazy))
+    data = _as_stack(raw.data, name)
+    n = int(data.shape[0])
+    _add_files_beside(raw, path)
+    warnings = list(raw.warnings)
+    metadata = dict(raw.metadata)
+    try:
+        axis = parse_tilt_axis(raw.tilt_axis) if raw.tilt_axis is not None else None
+    except GeometryError:
+        axis = None
+    metadata["tilt_axis"] = 0.0 if axis is None else axis
+    metadata["tilt_axis_source"] = "default" if axis is None else raw.tilt_axis_source
+
+    geometry, source = None, ""
+    if angles is not None:
+        found, source = _user_angles(angles)
+        geometry = _geometry(found, metadata["tilt_axis"], raw.pixel_size, source).validate(n)
+    elif raw.angles is not None:
+        source = raw.angle_source
+        try:
+            geometry = _geometry(raw.angles, metadata["tilt_axis"], raw.pixel_size, source)
+            geometry.validate(n)
+        except GeometryError as exc:
+            warnings.append(f"the tilt angles from {source} do not fit {name}: {exc}")
+            metadata["rejected_angle_source"], geometry = source, None
+    if geometry is None and not metadata.get("volume"):
+        warnings.append(no_angles_message(name))
+    if not is_lazy(data) and np.dtype(data.dtype).kind == "f":
+        bad = int(np.count_nonzero(np.isnan(data)))
+        if bad:
+            warnings.append(
+                f"{name} contains {bad} NaN value(s): replace or crop them before reconstructing"
+            )
+    return TiltSeriesFile(
+        data=data,
+        geometry=geometry,
+        pixel_size=raw.pixel_size,
+        pixel_unit="nm",
+        path=path,
+        angle_source=source if geometry is not None else "",
+        metadata=metadata,
+        warnings=warnings,
+    )
+
+
+def _add_files_beside(raw: RawRead, path: pathlib.Path) -> None:
+    """Complete ``raw`` from an angle file and a SerialEM ``.mdoc`` next to ``path``.
+
+    An angle file takes precedence over angles stored in the data file; the
+    ``.mdoc`` only fills in what is still missing.
+    """
+    sidecar = find_sidecar(path, _sidecar_extensions(path.suffix.lower()), raw.sidecar_stems)
+    if sidecar is not None:
+        try:
+            raw.angles, raw.angle_source = read_angles(sidecar), sidecar.name
+        except FormatError as exc:
+            raw.warnings.append(f"ignored {sidecar.name}: {exc}")
+    mdoc_path = find_mdoc(path)
+    if mdoc_path is None:
+        return
+    try:
+        mdoc = read_mdoc(mdoc_path)
+    except FormatError as exc:
+        raw.warnings.append(f"ignored {mdoc_path.name}: {exc}")
+        return
+    if raw.angles is None and mdoc.angles is not None:
+        raw.angles, raw.angle_source = mdoc.angles, mdoc_path.name
+    if raw.tilt_axis is None and mdoc.tilt_axis_imod is not None:
+        raw.tilt_axis = 90.0 + mdoc.tilt_axis_imod  # IMOD β from the Y axis -> from the X axis
+        raw.tilt_axis_source = f"{mdoc_path.name} ({mdoc.tilt_axis_note})"
+        raw.metadata["imod_tilt_axis_angle"] = mdoc.tilt_axis_imod
+    raw.pixel_size = raw.pixel_size or mdoc.pixel_size
+    raw.metadata["mdoc"] = mdoc.values
+
+
+def _geometry(angles: np.ndarray, axis: float, pixel: float | None, source: str) -> TiltGeometry:
+    return TiltGeometry(
+        angles=angles, tilt_axis=axis, pixel_size=pixel, pixel_unit="nm", angle_source=source
+    )

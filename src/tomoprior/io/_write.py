@@ -1,0 +1,205 @@
+"""Writers for tilt series and volumes, and reading back their provenance."""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any
+
+import numpy as np
+
+from ..errors import DataError, FormatError
+from ..geometry import TiltGeometry
+from ._angles import write_angles
+from ._common import (
+    PROVENANCE_KEY,
+    json_sidecar,
+    read_json_sidecar,
+    to_nm,
+    unit_factor_to_nm,
+    write_json_sidecar,
+)
+from ._mrc import write_mrc
+from ._npy import write_npy
+from ._tiff import tiff_provenance, write_tiff
+
+__all__ = ["read_provenance", "write_tilt_series", "write_volume"]
+
+_TIFF = (".tif", ".tiff")
+_MRC = (".mrc", ".st", ".ali", ".rec", ".mrcs", ".preali")
+TILT_SERIES_EXTENSIONS = (".tif", ".tiff", ".mrc", ".st", ".ali", ".npy")
+VOLUME_EXTENSIONS = (".tif", ".tiff", ".mrc", ".rec", ".npy")
+
+
+def _target(path: str | pathlib.Path, allowed: tuple[str, ...], what: str) -> pathlib.Path:
+    path = pathlib.Path(path).expanduser()
+    if path.suffix.lower() not in allowed:
+        raise FormatError(
+            f"cannot write a {what} as {path.suffix or 'a file without extension'}: "
+            f"use one of {' '.join(allowed)}"
+        )
+    if not path.parent.is_dir():
+        raise FormatError(f"cannot write {path.name}: the folder {path.parent} does not exist")
+    return path
+
+
+def _check_free(paths: list[pathlib.Path], overwrite: bool) -> None:
+    if overwrite:
+        return
+    for p in paths:
+        if p.exists():
+            raise FormatError(f"{p} exists already: choose another name or allow overwriting")
+
+
+def _check_3d(data: Any, what: str) -> Any:
+    if not hasattr(data, "shape") or not hasattr(data, "dtype"):
+        data = np.asarray(data)
+    if data.ndim != 3 or 0 in data.shape:
+        raise DataError(f"a {what} must be a non-empty 3D array, got shape {tuple(data.shape)}")
+    return data
+
+
+def write_tilt_series(
+    path: str | pathlib.Path,
+    series: Any,
+    geometry: TiltGeometry | None = None,
+    *,
+    overwrite: bool = True,
+) -> pathlib.Path:
+    """Write a tilt series ``(n_tilts, rows, cols)`` and, with a geometry, its angles.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        Target file: ``.tif``/``.tiff`` (ImageJ hyperstack), ``.mrc``/``.st``/
+        ``.ali`` or ``.npy``.
+    series : array-like
+        numpy, memory-mapped or dask array; written one image at a time.
+    geometry : TiltGeometry, optional
+        When given, the angles go to a ``<stem>.rawtlt`` file next to the
+        data (and into the TIFF metadata); pixel size and tilt axis are stored
+        in the file (TIFF, MRC) or in ``<stem>.json`` (``.npy``).
+    overwrite : bool
+        When ``False``, raise instead of replacing an existing file.
+
+    Returns
+    -------
+    pathlib.Path
+        The data file written.
+    """
+    path = _target(path, TILT_SERIES_EXTENSIONS, "tilt series")
+    series = _check_3d(series, "tilt series")
+    ext = path.suffix.lower()
+    targets = [path]
+    if geometry is not None:
+        geometry.validate(int(series.shape[0]))
+        targets.append(path.with_suffix(".rawtlt"))
+        if ext == ".npy":
+            targets.append(json_sidecar(path))
+    _check_free(targets, overwrite)
+    pixel = None
+    if geometry is not None and geometry.pixel_size:
+        pixel = to_nm(geometry.pixel_size, geometry.pixel_unit)
+    axis = None if geometry is None else geometry.tilt_axis
+    if ext in _TIFF:
+        angles = None if geometry is None else geometry.angles
+        write_tiff(path, series, pixel_size=pixel, angles=angles, tilt_axis=axis)
+    elif ext in _MRC:
+        labels = () if axis is None else (f"tomoprior tilt_axis={axis:g}",)
+        write_mrc(path, series, pixel_size_nm=pixel, labels=labels)
+    else:
+        write_npy(path, series)
+        if geometry is not None:
+            write_json_sidecar(path, {"pixel_size": pixel, "pixel_unit": "nm", "tilt_axis": axis})
+    if geometry is not None:
+        write_angles(path.with_suffix(".rawtlt"), geometry.angles)
+    return path
+
+
+def write_volume(
+    path: str | pathlib.Path,
+    volume: Any,
+    *,
+    pixel_size: float | None = None,
+    pixel_unit: str = "nm",
+    provenance: dict | None = None,
+    overwrite: bool = True,
+) -> pathlib.Path:
+    """Write a reconstructed volume ``(z, y, x)`` with its calibration and provenance.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        ``.tif``/``.tiff`` (ImageJ hyperstack), ``.mrc``/``.rec`` or ``.npy``.
+    volume : array-like
+        The volume; float64 and other types ImageJ/MRC cannot hold are
+        written as float32.
+    pixel_size : float, optional
+        Voxel size in ``pixel_unit``.
+    pixel_unit : str
+        ``"nm"`` or ``"Å"`` (also ``"µm"``); MRC stores Å, TIFF stores nm.
+    provenance : dict, optional
+        How the volume was made (method, parameters, geometry, version ...),
+        stored as JSON: in the TIFF ImageJ ``Info`` text, or in a
+        ``<stem>.json`` file next to an MRC or ``.npy`` file. Read it back
+        with :func:`read_provenance`.
+    overwrite : bool
+        When ``False``, raise instead of replacing an existing file.
+
+    Returns
+    -------
+    pathlib.Path
+        The data file written.
+    """
+    path = _target(path, VOLUME_EXTENSIONS, "volume")
+    volume = _check_3d(volume, "volume")
+    if pixel_size is not None and unit_factor_to_nm(pixel_unit) is None:
+        raise FormatError(f"unknown pixel unit {pixel_unit!r}: use 'nm' or 'Å'")
+    pixel = to_nm(pixel_size, pixel_unit) if pixel_size is not None else None
+    if pixel_size is not None and pixel is None:
+        raise FormatError(f"pixel size must be a positive number, got {pixel_size!r}")
+    ext = path.suffix.lower()
+    sidecar = ext not in _TIFF and (provenance is not None or (ext == ".npy" and pixel))
+    _check_free([path, json_sidecar(path)] if sidecar else [path], overwrite)
+    if ext in _TIFF:
+        write_tiff(path, volume, pixel_size=pixel, provenance=provenance)
+    elif ext in _MRC:
+        labels = ("tomoprior volume",)
+        if provenance is not None:
+            labels += (f"tomoprior provenance in {json_sidecar(path).name}",)
+        write_mrc(path, volume, pixel_size_nm=pixel, volume=True, labels=labels)
+    else:
+        write_npy(path, volume)
+    if sidecar:
+        content: dict[str, Any] = {}
+        if ext == ".npy" and pixel:
+            content.update(pixel_size=pixel, pixel_unit="nm")
+        if provenance is not None:
+            content[PROVENANCE_KEY] = provenance
+        write_json_sidecar(path, content)
+    return path
+
+
+def read_provenance(path: str | pathlib.Path) -> dict | None:
+    """The provenance block that :func:`write_volume` stored with a file.
+
+    Returns
+    -------
+    dict or None
+        ``None`` when the file carries no provenance (e.g. written by another
+        program).
+
+    Raises
+    ------
+    FormatError
+        When the file does not exist or its type cannot carry provenance.
+    """
+    path = pathlib.Path(path).expanduser()
+    if not path.is_file():
+        raise FormatError(f"file not found: {path}")
+    ext = path.suffix.lower()
+    if ext in _TIFF:
+        return tiff_provenance(path)
+    if ext in _MRC or ext == ".npy":
+        value = (read_json_sidecar(path) or {}).get(PROVENANCE_KEY)
+        return value if isinstance(value, dict) else None
+    raise FormatError(f"no provenance can be stored in {ext} files: use .tif, .mrc or .npy")
