@@ -351,6 +351,49 @@ class Reconstruction(Iterator[Step]):
         return volume_to_canonical(x0, self.prepared.geometry)
 
     # -- results ------------------------------------------------------------------------
+    def canonical(self, volume: np.ndarray) -> np.ndarray:
+        """A volume of this run's output frame turned into the canonical frame."""
+        return volume_to_canonical(np.asarray(volume, np.float32), self.prepared.geometry)
+
+    def evaluate(
+        self,
+        volume: np.ndarray | None = None,
+        reference: np.ndarray | None = None,
+        mask: np.ndarray | None = None,
+    ) -> dict[str, float]:
+        """Quality figures of ``volume`` (default: the last step's).
+
+        Always the relative reprojection residual over all measured pixels
+        and, when the run held pixels out, their mean squared error (in data
+        units); with a ``reference`` volume of the same shape (ground truth
+        or a full-range reconstruction) also SSIM and PSNR after a
+        least-squares intensity fit, optionally inside ``mask``.
+        """
+        from . import metrics
+
+        if volume is None:
+            if self.last is None:
+                raise DataError("nothing to evaluate: the run has produced no volume yet")
+            volume = self.last.volume
+        p = self.prepared
+        vc = self.canonical(volume)
+        A = make_projector(p.geometry.angles, vc.shape, p.volume_shape[2], backend=self.backend,
+                           device=self.device)
+        series = np.asarray(p.series, np.float32)
+        out = {"reprojection_residual": metrics.reprojection_residual(A, vc, series)}
+        held = self.heldout_mask()
+        if held is not None and self.method.uses_mask:
+            out["heldout_error"] = metrics.heldout_error(A, vc, series, held)
+        if reference is not None:
+            ref = np.asarray(reference, np.float32)
+            if ref.shape != np.shape(volume):
+                raise GeometryError(
+                    f"reference volume has shape {ref.shape}, the reconstruction {np.shape(volume)}"
+                )
+            out.update(metrics.compare(np.asarray(volume, np.float32), ref, mask=mask, fit=True))
+        out["seconds"] = round(self.seconds, 3)
+        return out
+
     def provenance(self) -> dict[str, Any]:
         """Everything needed to reproduce the run, JSON-ready."""
         p = self.prepared
@@ -379,7 +422,15 @@ class Reconstruction(Iterator[Step]):
             "seconds": round(self.seconds, 3),
             "started": self._started.isoformat(timespec="seconds"),
             "source": self.source,
+            "result": _scalar_extras(last),
         }
+
+
+def _scalar_extras(step: Step | None) -> dict[str, Any]:
+    """JSON-ready scalar extras of a step (chosen lambda, best iteration, ...)."""
+    if step is None:
+        return {}
+    return {k: v for k, v in step.extras.items() if isinstance(v, (int, float, str, bool)) or v is None}
 
 
 def run(

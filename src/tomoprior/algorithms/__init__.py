@@ -34,6 +34,7 @@ class Param:
     choices: tuple | None = None
     advanced: bool = False
     log: bool = False
+    allow_auto: bool = False  # the string "auto" is accepted besides numbers
 
     @property
     def kind(self) -> type:
@@ -45,6 +46,8 @@ class Param:
         """Convert a command-line string (or value) to this parameter's type and check it."""
         kind = self.kind
         value = text
+        if self.allow_auto and isinstance(text, str) and text.strip().lower() == "auto":
+            return "auto"
         if isinstance(text, str):
             t = text.strip()
             if self.choices is not None and t in [str(c) for c in self.choices]:
@@ -151,6 +154,60 @@ METHODS: dict[str, Method] = {
         separable=True,
         uses_mask=True,
         citation="Gilbert, J. Theor. Biol. 36 (1972) 105",
+    ),
+    "cstv": Method(
+        name="cstv",
+        label="CS-TV",
+        module="tomoprior.algorithms.cstv",
+        function="cstv",
+        description="Total-variation compressed sensing (Chambolle-Pock): sharp edges, "
+        "piecewise-constant look; lam='auto' picks the weight by held-out pixels.",
+        params=(
+            _P("lam", 0.02, "TV weight λ", "Relative TV weight, or 'auto' (held-out pixels)",
+               min=0.0, max=100.0, log=True, allow_auto=True),
+            _P("nonneg", True, "Non-negative", "Constrain densities to >= 0"),
+            _P("adaptive", True, "Adaptive steps", "Residual-balancing primal/dual steps",
+               advanced=True),
+            _P("val_fraction", 0.05, "Validation fraction", "Held-out pixels for lam='auto'",
+               min=0.0, max=0.5, advanced=True),
+        ),
+        default_iterations=200,
+        default_every=10,
+        uses_mask=True,
+        citation="Sidky, Jorgensen & Pan, Phys. Med. Biol. 57 (2012) 3065; "
+        "Chambolle & Pock, J. Math. Imaging Vis. 40 (2011) 120",
+    ),
+    "diptv": Method(
+        name="diptv",
+        label="DIP-TV",
+        module="tomoprior.algorithms.diptv",
+        function="diptv",
+        description="Deep Image Prior + TV: an untrained U-Net whose projected output must match "
+        "the data; fills the missing wedge with natural structure. Best iterate kept by "
+        "held-out pixels.",
+        params=(
+            _P("lam", 0.02, "TV weight λ", "Relative TV weight (as CS-TV)", min=0.0, max=100.0,
+               log=True),
+            _P("lr", 2e-3, "Learning rate", "Adam step size", min=1e-6, max=1.0, log=True),
+            _P("warm_start", "sirt", "Warm start", "Fit the network to a short SIRT first",
+               choices=("sirt", "none")),
+            _P("warm_iterations", 150, "Warm-start steps", "Steps of the initial fit", min=0,
+               max=100000, advanced=True),
+            _P("mode", "2d", "Network", "2d: one network over slices (fast); 3d: volume network",
+               choices=("2d", "3d"), advanced=True),
+            _P("channels", "16,32,64", "Channels", "Feature channels per level", advanced=True),
+            _P("in_channels", 8, "Input channels", "Channels of the random input", min=1, max=128,
+               advanced=True),
+            _P("val_fraction", 0.05, "Validation fraction", "Held-out pixels (0 disables)",
+               min=0.0, max=0.5, advanced=True),
+            _P("ema", 0.95, "Average decay", "Moving average of outputs for the live view",
+               min=0.0, max=0.9999, advanced=True),
+            _P("amp", True, "Mixed precision", "bfloat16 network on CUDA", advanced=True),
+        ),
+        default_iterations=1000,
+        default_every=10,
+        uses_mask=True,
+        citation="Ulyanov et al., CVPR 2018; Baguer et al., Inverse Problems 36 (2020) 094004",
     ),
 }
 

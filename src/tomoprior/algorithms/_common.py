@@ -50,3 +50,54 @@ def release(device: torch.device) -> None:
     """Return cached GPU memory after a run (no-op on the CPU)."""
     if device.type == "cuda":
         torch.cuda.empty_cache()
+
+
+def estimate_scale(A: Projector, y: torch.Tensor, mask: torch.Tensor | None = None,
+                   iterations: int = 10) -> float:
+    """Typical density of the specimen: the 99.5th percentile of a short SIRT.
+
+    Methods divide the data by this scale so that their default parameters
+    (TV weights, learning rates) work for any intensity range.
+    """
+    return quick_sirt(A, y, mask, iterations)[1]
+
+
+def quick_sirt(A: Projector, y: torch.Tensor, mask: torch.Tensor | None = None,
+               iterations: int = 10) -> tuple[torch.Tensor, float]:
+    """A short non-negative SIRT and its typical density (see :func:`estimate_scale`)."""
+    from .sirt import sirt
+
+    last = None
+    for last in sirt(A, y, iterations=iterations, every=iterations, mask=mask):
+        pass
+    vol = torch.from_numpy(last.volume)
+    flat = vol.reshape(-1)
+    if flat.numel() > 2_000_000:
+        flat = flat[:: flat.numel() // 2_000_000 + 1]
+    c = float(torch.quantile(flat.float(), 0.995))
+    if not c > 0:
+        c = float(vol.abs().max())
+    if not c > 0:
+        raise DataError("the tilt series is blank (no signal to reconstruct)")
+    return vol.to(device=A.device, dtype=A.dtype), c
+
+
+def validation_split(
+    shape: tuple[int, ...], mask: torch.Tensor | None, fraction: float, seed: int, like: torch.Tensor
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """``(train, validation)`` float masks of detector pixels.
+
+    A caller's ``mask`` (``True`` = fit) defines the split: its complement is
+    the validation set. Without one, ``fraction`` of the pixels are held out
+    at random (seeded); with ``fraction == 0`` there is no validation.
+    """
+    if mask is not None:
+        train = mask.to(like.dtype)
+        val = 1.0 - train
+        return train, (val if float(val.sum()) > 0 else None)
+    if fraction <= 0:
+        return None, None
+    from ..metrics import heldout_mask
+
+    held = torch.from_numpy(heldout_mask(tuple(shape), fraction=fraction, seed=seed)).to(like.device)
+    return (~held).to(like.dtype), held.to(like.dtype)

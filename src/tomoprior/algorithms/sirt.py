@@ -98,24 +98,29 @@ def sirt(
                 R = R * m
             C = _inverse(A.T(torch.ones_like(y) if m is None else m))
             y_norm = float(torch.linalg.vector_norm(y if m is None else y * m))
-            total = start + iterations
+        total = start + iterations
 
-            def residual() -> tuple[torch.Tensor, float]:
-                r = y - A(x)
-                if m is not None:
-                    r.mul_(m)
-                return r, float(torch.linalg.vector_norm(r)) / max(y_norm, 1e-30)
+        @torch.no_grad()
+        def residual() -> tuple[torch.Tensor, float]:
+            r = y - A(x)
+            if m is not None:
+                r.mul_(m)
+            return r, float(torch.linalg.vector_norm(r)) / max(y_norm, 1e-30)
 
+        @torch.no_grad()
+        def update() -> None:
+            x.add_(C * A.T(r * R), alpha=relaxation)
+            if nonneg:
+                x.clamp_(min=0)
+
+        r, loss = residual()
+        if iterations == 0:
+            yield Step(start, snapshot(x), loss, {}, total)
+            return
+        for k in range(1, iterations + 1):
+            update()
             r, loss = residual()
-            if iterations == 0:
-                yield Step(start, snapshot(x), loss, {}, total)
-                return
-            for k in range(1, iterations + 1):
-                x.add_(C * A.T(r * R), alpha=relaxation)
-                if nonneg:
-                    x.clamp_(min=0)
-                r, loss = residual()
-                if k % every == 0 or k == iterations:
-                    yield Step(start + k, snapshot(x), loss, {}, total)
+            if k % every == 0 or k == iterations:
+                yield Step(start + k, snapshot(x), loss, {}, total)
     finally:
         release(A.device)

@@ -1,0 +1,420 @@
+"""The ``tomoprior`` command line.
+
+Sub-commands: ``info``, ``reconstruct``, ``simulate``, ``align``,
+``methods``. Errors a user can cause print one line and exit with status 2;
+``--json`` makes the last line of standard output a JSON summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import TomopriorError
+
+__all__ = ["main"]
+
+
+class _Exit(Exception):
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# -- progress -------------------------------------------------------------------------
+class Progress:
+    """A one-line progress bar on stderr (plain lines every 10 % when not a terminal)."""
+
+    def __init__(self, total: int | None, label: str, stream=None) -> None:
+        self.total = total
+        self.label = label
+        self.stream = stream or sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.t0 = time.perf_counter()
+        self._last_decile = -1
+
+    def update(self, done: int, loss: float | None = None, extra: str = "") -> None:
+        el = time.perf_counter() - self.t0
+        frac = min(1.0, done / self.total) if self.total else None
+        bar = ""
+        if frac is not None:
+            n = int(frac * 30)
+            bar = "[" + "#" * n + "." * (30 - n) + f"] {done}/{self.total}"
+        else:
+            bar = f"{done} it"
+        eta = ""
+        if frac and 0 < frac < 1:
+            eta = f" eta {el / frac - el:.0f}s"
+        msg = f"{self.label} {bar} {el:.1f}s{eta}"
+        if loss is not None and math.isfinite(loss):
+            msg += f" loss {loss:.4g}"
+        if extra:
+            msg += f" {extra}"
+        if self.tty:
+            self.stream.write("\r" + msg.ljust(100)[:120])
+            self.stream.flush()
+        else:
+            decile = -1 if frac is None else int(frac * 10)
+            if decile != self._last_decile:
+                self._last_decile = decile
+                self.stream.write(msg + "\n")
+                self.stream.flush()
+
+    def finish(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+# -- helpers ----------------------------------------------------------------------------------
+def _read(args: argparse.Namespace):
+    from . import io
+
+    path = Path(args.path)
+    f = io.read(path, angles=getattr(args, "angles", None))
+    start, step = getattr(args, "tilt_start", None), getattr(args, "tilt_step", None)
+    if (start is None) != (step is None):
+        raise _Exit("give both --tilt-start and --tilt-step")
+    if start is not None:
+        f = f.with_start_step(start, step)
+    return f
+
+
+def _geometry(f, args: argparse.Namespace):
+    if f.geometry is None:
+        raise _Exit(
+            f"no tilt angles found for {f.path.name}: give --angles FILE or --tilt-start DEG --tilt-step DEG"
+        )
+    g = f.geometry
+    if getattr(args, "tilt_axis", None) is not None:
+        g = g.replace(tilt_axis=args.tilt_axis)
+    return g
+
+
+def _parse_params(items: Sequence[str] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise _Exit(f"--param expects KEY=VALUE, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _emit_json(obj: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(obj, default=_json_default) + "\n")
+    sys.stdout.flush()
+
+
+def _json_default(o: Any):
+    import numpy as np
+
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def _is_lazy(data: Any) -> bool:
+    import numpy as np
+
+    return isinstance(data, np.memmap) or not isinstance(data, np.ndarray)
+
+
+# -- sub-commands ----------------------------------------------------------------------------------
+def cmd_info(args: argparse.Namespace) -> int:
+    f = _read(args)
+    g = f.geometry
+    info: dict[str, Any] = {
+        "path": str(f.path),
+        "shape": list(f.data.shape),
+        "dtype": str(f.data.dtype),
+        "n_tilts": int(f.data.shape[0]),
+        "lazy": _is_lazy(f.data),
+        "pixel_size": f.pixel_size,
+        "pixel_unit": f.pixel_unit,
+        "angle_source": f.angle_source or None,
+        "angles": None if g is None else [float(a) for a in g.angles],
+        "angle_range": None if g is None else list(g.angle_range),
+        "angle_step": None if g is None else g.angle_step,
+        "tilt_axis": None if g is None else g.tilt_axis,
+        "tilt_axis_name": None if g is None else g.tilt_axis_name,
+        "tilt_axis_source": f.metadata.get("tilt_axis_source"),
+        "warnings": list(f.warnings),
+    }
+    if args.json:
+        _emit_json(info)
+        return 0
+    print(f"{f.path}")
+    print(f"  shape      {tuple(f.data.shape)} (tilts, rows, cols), {f.data.dtype}"
+          + ("  [opened lazily]" if info["lazy"] else ""))
+    if g is None:
+        print("  angles     none found")
+    else:
+        lo, hi = g.angle_range
+        step = f", step {g.angle_step:g}°" if g.angle_step else " (non-uniform)"
+        print(f"  angles     {g.n_tilts} from {lo:g}° to {hi:g}°{step}  (from {f.angle_source})")
+        src = info["tilt_axis_source"]
+        note = " (not recorded in the file: assumed)" if src == "default" else (f" (from {src})" if src else "")
+        print(f"  tilt axis  {g.tilt_axis_name}{note}")
+    if f.pixel_size:
+        print(f"  pixel size {f.pixel_size:g} {f.pixel_unit}")
+    for w in f.warnings:
+        print(f"  warning: {w}")
+    return 0
+
+
+def _add_common_recon_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--angles", metavar="FILE", help="tilt angles, one per line (.rawtlt/.tlt/.txt)")
+    p.add_argument("--tilt-start", type=float, metavar="DEG")
+    p.add_argument("--tilt-step", type=float, metavar="DEG")
+    p.add_argument("--tilt-axis", metavar="{horizontal,vertical,DEG}",
+                   help="tilt-axis orientation (default: from the file, else horizontal)")
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from . import io
+    from .algorithms import get_method
+    from .run import run, summary
+
+    m = get_method(args.method)
+    out = Path(args.output)
+    if out.resolve() == Path(args.path).resolve():
+        raise _Exit("the output file must differ from the input file (it would be overwritten)")
+    f = _read(args)
+    g = _geometry(f, args)
+    data = f.data
+    if args.align:
+        from .alignment import align_series
+
+        data, g, _ = align_series(f.load(), g, method="xcorr")
+    params = _parse_params(args.param)
+    rec = run(
+        m.name, data, g,
+        iterations=args.iterations, every=args.every, device=args.device,
+        tilt_range=tuple(args.tilt_range) if args.tilt_range else None,
+        increment=args.tilt_increment, bin=args.bin, slices=args.slices,
+        thickness=args.thickness, heldout=args.heldout, seed=args.seed,
+        chunk=args.chunk, source=str(f.path), **params,
+    )
+    total = rec.start + rec.iterations if m.iterative else 1
+    bar = Progress(total, m.label)
+    last = None
+    interrupted = False
+    try:
+        for last in rec:
+            chunk = last.extras.get("chunk")
+            extra = f"slab {chunk + 1}/{last.extras['chunks']}" if chunk is not None else ""
+            bar.update(last.iteration, last.loss, extra)
+    except KeyboardInterrupt:
+        interrupted = True
+        rec.close()
+    finally:
+        bar.finish()
+    if last is None:
+        raise _Exit("interrupted before the first result" if interrupted else "no result produced")
+    prov = rec.provenance()
+    ps = rec.prepared.geometry.pixel_size
+    io.write_volume(out, np.asarray(last.volume, np.float32), pixel_size=ps,
+                    pixel_unit=rec.prepared.geometry.pixel_unit, provenance=prov)
+    msg = f"wrote {out} {tuple(last.volume.shape)} in {rec.seconds:.1f}s"
+    print(msg + (" (interrupted: last iterate kept)" if interrupted else ""), file=sys.stderr)
+    if args.json:
+        s = dict(summary(rec))
+        s["output"] = str(out)
+        _emit_json(s)
+    return 130 if interrupted else 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from . import io, phantoms
+    from .geometry import angles_from_range
+
+    angles = angles_from_range(args.tilt_range[0], args.tilt_range[1], args.tilt_step)
+    ss = max(1, int(args.supersample))
+    ph = phantoms.make_phantom(args.name, size=args.size, seed=args.seed, supersample=ss)
+    noise = None if args.noise == "none" else args.noise
+    series, geom = phantoms.simulate(
+        ph, angles, tilt_axis=args.tilt_axis, noise=noise, dose=args.dose,
+        shifts=args.misalign if args.misalign else None, axis_error=args.axis_error,
+        supersample=ss, seed=args.seed, pixel_size=args.pixel_size,
+    )
+    out = Path(args.output)
+    io.write_tilt_series(out, series, geom)
+    truth = ph.binned(ss) if ss > 1 else ph
+    vol_path = out.with_name(out.stem + "_truth" + out.suffix)
+    io.write_volume(vol_path, truth.volume, pixel_size=args.pixel_size,
+                    provenance={"phantom": args.name, "size": args.size, "seed": args.seed})
+    geom_path = out.with_name(out.stem + "_geometry.json")
+    true = {
+        "phantom": args.name,
+        "seed": args.seed,
+        "noise": noise,
+        "dose": args.dose,
+        "misalign_px": args.misalign,
+        "axis_error_deg": args.axis_error,
+        "geometry": geom.to_dict(),
+        "drift": (-np.asarray(geom.shifts)).tolist(),
+    }
+    geom_path.write_text(json.dumps(true, indent=1))
+    print(f"wrote {out} {series.shape}, {vol_path.name}, {geom_path.name}", file=sys.stderr)
+    if args.json:
+        _emit_json({"series": str(out), "truth": str(vol_path), "geometry": str(geom_path),
+                    "shape": list(series.shape), "n_tilts": int(series.shape[0])})
+    return 0
+
+
+def cmd_align(args: argparse.Namespace) -> int:
+    from . import io
+    from .alignment import align_series, write_transforms
+
+    out = Path(args.output)
+    if out.resolve() == Path(args.path).resolve():
+        raise _Exit("the output file must differ from the input file (it would be overwritten)")
+    f = _read(args)
+    g = _geometry(f, args)
+    t0 = time.perf_counter()
+    bar = Progress(None, "align")
+    aligned, g2, report = align_series(
+        f.load(), g, method=args.method, progress=lambda msg: bar.update(0, None, msg)
+    )
+    bar.finish()
+    io.write_tilt_series(out, aligned, g2.replace(shifts=None))
+    paths = write_transforms(out.with_suffix(""), g2, report)
+    secs = time.perf_counter() - t0
+    print(f"wrote {out} and {', '.join(p.name for p in paths)} in {secs:.1f}s", file=sys.stderr)
+    if args.json:
+        _emit_json({"output": str(out), "transforms": [str(p) for p in paths],
+                    "tilt_axis": g2.tilt_axis, "shifts": g2.shifts.tolist(),
+                    "seconds": round(secs, 2), **{k: v for k, v in report.items() if k != "steps"}})
+    return 0
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    from .algorithms import METHODS
+
+    if args.json:
+        _emit_json({n: {"label": m.label, "iterative": m.iterative,
+                        "default_iterations": m.default_iterations,
+                        "params": {p.name: p.default for p in m.params}} for n, m in METHODS.items()})
+        return 0
+    for name, m in METHODS.items():
+        print(f"{name:6s} {m.label}: {m.description}")
+        for p in m.params:
+            extra = f" choices {list(p.choices)}" if p.choices else ""
+            print(f"         --param {p.name}={p.default}  {p.help}{extra}")
+    return 0
+
+
+# -- parser ---------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="tomoprior",
+        description="Electron tomography: WBP, SIRT, CS-TV, DIP-TV and INR reconstructions of tilt series.",
+    )
+    ap.add_argument("--version", action="version", version=f"napari-tomoprior {__version__}")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("info", help="describe a tilt series file")
+    p.add_argument("path")
+    _add_common_recon_args(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("reconstruct", help="reconstruct a volume from a tilt series")
+    p.add_argument("path")
+    p.add_argument("-o", "--output", required=True, help="output volume (.tif or .mrc)")
+    p.add_argument("--method", required=True, choices=["wbp", "sirt", "cstv", "diptv", "inr"])
+    _add_common_recon_args(p)
+    p.add_argument("--tilt-range", nargs=2, type=float, metavar=("MIN", "MAX"))
+    p.add_argument("--tilt-increment", type=float, metavar="DEG")
+    p.add_argument("--thickness", type=int, metavar="N", help="volume thickness in input pixels")
+    p.add_argument("--bin", type=int, default=1, metavar="N")
+    p.add_argument("--slices", metavar="A:B", help="positions along the tilt axis (input pixels)")
+    p.add_argument("--iterations", type=int, metavar="N")
+    p.add_argument("--every", type=int, metavar="K", help="progress/snapshot interval")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--param", action="append", metavar="KEY=VALUE", help="method parameter (repeatable)")
+    p.add_argument("--heldout", type=float, default=0.0, metavar="F",
+                   help="fraction of detector pixels held out for validation")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--chunk", type=int, metavar="N", help="reconstruct in slabs of N slices")
+    p.add_argument("--align", action="store_true", help="align the series (cross-correlation) first")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_reconstruct)
+
+    p = sub.add_parser("simulate", help="simulate a tilt series of a phantom")
+    p.add_argument("name", help="phantom: pt_haadf, pt_adf, shepp_logan, faces, blobs, spheres")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--tilt-range", nargs=2, type=float, default=(-60.0, 60.0), metavar=("MIN", "MAX"))
+    p.add_argument("--tilt-step", type=float, default=2.0)
+    p.add_argument("--tilt-axis", default="horizontal")
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--noise", choices=["none", "poisson", "gaussian"], default="none")
+    p.add_argument("--dose", type=float, help="electrons per pixel at the brightest pixel (poisson)")
+    p.add_argument("--misalign", type=float, default=0.0, metavar="PX", help="max random drift")
+    p.add_argument("--axis-error", type=float, default=0.0, metavar="DEG")
+    p.add_argument("--supersample", type=int, default=2)
+    p.add_argument("--pixel-size", type=float, default=None, metavar="NM")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("align", help="align a tilt series (shifts and tilt axis)")
+    p.add_argument("path")
+    p.add_argument("-o", "--output", required=True, help="aligned stack (.tif/.mrc)")
+    p.add_argument("--method", choices=["xcorr", "com", "pm"], default="xcorr")
+    _add_common_recon_args(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_align)
+
+    p = sub.add_parser("methods", help="list reconstruction methods and their parameters")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_methods)
+    return ap
+
+
+_OOM = "out of memory: try --bin 2, --slices A:B, --chunk N or --device cpu"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except _Exit as exc:
+        print(f"tomoprior: error: {exc}", file=sys.stderr)
+        return exc.code
+    except (TomopriorError, ValueError, FileNotFoundError, PermissionError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"tomoprior: error: {msg}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"tomoprior: error: {_OOM}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:
+        if "out of memory" not in str(exc).lower():
+            raise
+        print(f"tomoprior: error: {_OOM}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("tomoprior: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
