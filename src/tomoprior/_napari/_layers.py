@@ -1,0 +1,170 @@
+"""Layer metadata shared by the reader, the sample data and the widgets.
+
+A tomoprior layer carries a plain-dict ``metadata``:
+
+``tomoprior_kind``
+    ``"tilt_series"`` (axis 0 is the tilt index) or ``"volume"`` ``(z, y, x)``.
+``angles``
+    Tilt angles in degrees, one per image (tilt series; ``[]`` when the file
+    had none: the user sets start and step in the Reconstruction widget).
+``tilt_axis``
+    Orientation of the tilt axis in degrees (0 horizontal, 90 vertical).
+``pixel_size``, ``pixel_unit``
+    Size of one pixel (``None`` when unknown) and its unit (``"nm"``).
+``angle_source``
+    Where the angles came from (``"needle.rawtlt"``, ``"simulation"`` ...).
+``source``
+    The file (or sample) the data came from.
+``warnings``
+    Messages the reader found for the user (missing angles ...).
+``provenance``
+    Volumes only: how the volume was made (:meth:`Reconstruction.provenance`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..errors import GeometryError
+from ..geometry import TiltGeometry
+
+__all__ = [
+    "KIND_KEY",
+    "TILT_SERIES",
+    "VOLUME",
+    "geometry_from_metadata",
+    "tilt_series_layer_data",
+    "tilt_series_metadata",
+    "volume_layer_data",
+    "volume_metadata",
+]
+
+KIND_KEY = "tomoprior_kind"
+TILT_SERIES = "tilt_series"
+VOLUME = "volume"
+
+LayerData = tuple[Any, dict, str]
+
+
+def _pixel(pixel_size: float | None) -> float:
+    return float(pixel_size) if pixel_size else 1.0
+
+
+def tilt_series_metadata(
+    *,
+    angles: Sequence[float] | np.ndarray | None,
+    tilt_axis: float = 0.0,
+    pixel_size: float | None = None,
+    pixel_unit: str = "nm",
+    angle_source: str = "",
+    source: str = "",
+    warnings: Sequence[str] = (),
+    shifts: np.ndarray | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The ``metadata`` dict of a tilt-series layer."""
+    meta: dict[str, Any] = {
+        KIND_KEY: TILT_SERIES,
+        "angles": [] if angles is None else [float(a) for a in np.ravel(angles)],
+        "tilt_axis": float(tilt_axis or 0.0),
+        "pixel_size": None if not pixel_size else float(pixel_size),
+        "pixel_unit": pixel_unit,
+        "angle_source": angle_source,
+        "source": str(source),
+        "warnings": list(warnings),
+    }
+    if shifts is not None and np.any(shifts):
+        meta["shifts"] = np.asarray(shifts, dtype=float).tolist()
+    meta.update(extra)
+    return meta
+
+
+def volume_metadata(
+    *,
+    pixel_size: float | None = None,
+    pixel_unit: str = "nm",
+    source: str = "",
+    provenance: dict | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The ``metadata`` dict of a volume layer."""
+    meta: dict[str, Any] = {
+        KIND_KEY: VOLUME,
+        "pixel_size": None if not pixel_size else float(pixel_size),
+        "pixel_unit": pixel_unit,
+        "source": str(source),
+    }
+    if provenance is not None:
+        meta["provenance"] = provenance
+    meta.update(extra)
+    return meta
+
+
+def tilt_series_layer_data(data: Any, metadata: dict[str, Any], name: str) -> LayerData:
+    """LayerData of a tilt series: ``scale`` is ``(1, ps, ps)`` (axis 0 = tilt index)."""
+    ps = _pixel(metadata.get("pixel_size"))
+    kwargs = {
+        "name": name,
+        "scale": (1.0, ps, ps),
+        "metadata": metadata,
+        "colormap": "gray",
+    }
+    return (data, kwargs, "image")
+
+
+def volume_layer_data(data: Any, metadata: dict[str, Any], name: str) -> LayerData:
+    """LayerData of a volume: ``scale`` is ``(ps, ps, ps)``."""
+    ps = _pixel(metadata.get("pixel_size"))
+    kwargs = {
+        "name": name,
+        "scale": (ps, ps, ps),
+        "metadata": metadata,
+        "colormap": "gray",
+    }
+    return (data, kwargs, "image")
+
+
+def geometry_from_metadata(
+    metadata: dict[str, Any],
+    n_images: int,
+    *,
+    angles: Sequence[float] | np.ndarray | None = None,
+    angle_source: str | None = None,
+    tilt_axis: float | str | None = None,
+) -> TiltGeometry:
+    """The :class:`TiltGeometry` of a tilt-series layer.
+
+    ``angles`` and ``tilt_axis`` override what the metadata holds (the
+    widget's start/step and tilt-axis controls). Per-tilt shifts stored in
+    the metadata are kept when their count fits.
+
+    Raises
+    ------
+    GeometryError
+        No angles, invalid angles, or an angle count different from
+        ``n_images``.
+    """
+    source = angle_source
+    if angles is None:
+        angles = metadata.get("angles") or None
+        source = metadata.get("angle_source", "") if source is None else source
+    if angles is None or len(angles) == 0:
+        raise GeometryError(
+            "the tilt series has no tilt angles: set the tilt start and step in the widget"
+        )
+    axis = metadata.get("tilt_axis", 0.0) if tilt_axis is None else tilt_axis
+    shifts = metadata.get("shifts")
+    if shifts is not None and np.shape(shifts) != (len(angles), 2):
+        shifts = None
+    geom = TiltGeometry(
+        angles=np.asarray(angles, dtype=float),
+        tilt_axis=axis,
+        shifts=shifts,
+        pixel_size=metadata.get("pixel_size") or None,
+        pixel_unit=metadata.get("pixel_unit") or "nm",
+        angle_source=source or "",
+    )
+    return geom.validate(int(n_images))

@@ -1,0 +1,99 @@
+"""napari reader: every format :func:`tomoprior.io.read` opens, by drag and drop.
+
+A tilt series opens as an image layer with ``scale = (1, ps, ps)`` (axis 0
+is the tilt index) and its angles, tilt axis, pixel size and source in
+``layer.metadata``; a reconstructed volume (a file written by
+:func:`tomoprior.io.write_volume`, an MRC volume, a ``.rec``) opens with
+``scale = (ps, ps, ps)`` and its provenance. Lazy data (memory maps, dask
+arrays of large files) are handed to napari as they are.
+
+Files without tilt angles open with a warning notification that tells the
+user to set the start and step in the Reconstruction widget; files that
+cannot be read give an error notification and no layer (never a traceback).
+"""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Callable, Sequence
+
+from ..errors import TomopriorError
+from ._layers import (
+    LayerData,
+    tilt_series_layer_data,
+    tilt_series_metadata,
+    volume_layer_data,
+    volume_metadata,
+)
+
+__all__ = ["get_reader", "layer_data_from_file", "read_files"]
+
+PathLike = str | pathlib.Path
+
+#: hint appended to the reader's "no tilt angles" warning
+WIDGET_HINT = " (Plugins › Tomoprior › Reconstruction)"
+
+
+def _paths(path: PathLike | Sequence[PathLike]) -> list[str]:
+    if isinstance(path, (str, pathlib.Path)):
+        return [str(path)]
+    return [str(p) for p in path]
+
+
+def get_reader(path: PathLike | Sequence[PathLike]) -> Callable | None:
+    """The reader function when every path has an extension tomoprior reads, else ``None``."""
+    from ..io import SUPPORTED_EXTENSIONS
+
+    paths = _paths(path)
+    if not paths or any(pathlib.Path(p).suffix.lower() not in SUPPORTED_EXTENSIONS for p in paths):
+        return None
+    return read_files
+
+
+def layer_data_from_file(path: PathLike) -> LayerData:
+    """Read one file into a LayerData tuple (raises :class:`TomopriorError`)."""
+    from .. import io
+
+    f = io.read(path)
+    name = f.path.stem
+    meta = f.metadata
+    if meta.get("volume") or meta.get("provenance") is not None:
+        md = volume_metadata(
+            pixel_size=f.pixel_size,
+            pixel_unit=f.pixel_unit,
+            source=str(f.path),
+            provenance=meta.get("provenance"),
+            warnings=list(f.warnings),
+        )
+        return volume_layer_data(f.data, md, name)
+    geom = f.geometry
+    md = tilt_series_metadata(
+        angles=None if geom is None else geom.angles,
+        tilt_axis=meta.get("tilt_axis", 0.0) if geom is None else geom.tilt_axis,
+        pixel_size=f.pixel_size,
+        pixel_unit=f.pixel_unit,
+        angle_source=f.angle_source,
+        source=str(f.path),
+        warnings=list(f.warnings),
+        shifts=None if geom is None else geom.shifts,
+    )
+    return tilt_series_layer_data(f.data, md, name)
+
+
+def read_files(path: PathLike | Sequence[PathLike]) -> list:
+    """napari reader function: one layer per file, notifications for problems."""
+    from napari.utils import notifications
+
+    out: list = []
+    for p in _paths(path):
+        try:
+            data, kwargs, kind = layer_data_from_file(p)
+        except TomopriorError as exc:
+            notifications.show_error(f"Cannot open {pathlib.Path(p).name}: {exc}")
+            continue
+        for message in kwargs["metadata"].get("warnings", []):
+            hint = WIDGET_HINT if message.startswith("no tilt angles") else ""
+            notifications.show_warning(message + hint)
+        out.append((data, kwargs, kind))
+    # [(None,)] tells napari that the file was handled but gave no layer
+    return out or [(None,)]

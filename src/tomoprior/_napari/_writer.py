@@ -1,0 +1,42 @@
+"""napari writer: a reconstruction layer to ``.tif``/``.mrc`` with pixel size and provenance.
+
+The provenance block in ``layer.metadata["provenance"]`` (method,
+parameters, kept tilts, device, seconds, version) goes into the file: the
+ImageJ ``Info`` text of a TIFF or a ``<stem>.json`` next to an MRC file (see
+:func:`tomoprior.io.write_volume`). A tilt-series layer with angles is
+written as a tilt series with its ``.rawtlt``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import TomopriorError
+from ._layers import KIND_KEY, TILT_SERIES, geometry_from_metadata
+
+__all__ = ["write_image_layer"]
+
+
+def write_image_layer(path: str, data: Any, meta: dict) -> list[str]:
+    """napari single-layer writer; returns the paths written (``[]`` after an error)."""
+    from .. import io
+
+    md = meta.get("metadata") or {}
+    try:
+        if md.get(KIND_KEY) == TILT_SERIES and md.get("angles"):
+            geom = geometry_from_metadata(md, int(data.shape[0]))
+            written = io.write_tilt_series(path, data, geom)
+        else:
+            written = io.write_volume(
+                path,
+                data,
+                pixel_size=md.get("pixel_size") or None,
+                pixel_unit=md.get("pixel_unit") or "nm",
+                provenance=md.get("provenance"),
+            )
+    except TomopriorError as exc:
+        from napari.utils import notifications
+
+        notifications.show_error(f"Cannot save {meta.get('name', 'the layer')}: {exc}")
+        return []
+    return [str(written)]

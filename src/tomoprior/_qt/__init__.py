@@ -1,0 +1,21 @@
+"""Qt dock widgets of the napari plugin and their run controller.
+
+The only part of tomoprior that imports Qt (through qtpy), superqt and
+magicgui. One widget per module:
+
+``reconstruction``  the Reconstruction dock widget
+``comparison``      the Compare methods dock widget
+``tilt_panel``      tilt-series layer, angles, tilt selection, axis, binning, slab (shared)
+``method_panel``    method selector and parameter pages, built from ``METHODS``
+``param_widgets``   one magicgui widget per ``Param``
+``device_picker``   device combo with its description
+``controller``      RunController: at most one background worker, typed run state
+``progress``        progress bar, times and the live loss plot
+``loss_plot``       the tiny QPainter loss plot
+``live_layer``      the one result layer a run updates in place; shared contrast
+``results``         names, scale, placement and provenance of result layers
+``metrics_table``   the comparison's table of figures
+``difference``      difference maps (method minus reference)
+``messages``        one-line user messages and notifications
+``common``          scroll-area host and the "stop and restart?" question
+"""

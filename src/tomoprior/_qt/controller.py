@@ -1,0 +1,264 @@
+"""RunController: one background worker per widget, a typed state, throttled steps.
+
+The widget hands the controller a list of :class:`Job` objects; one worker
+thread (``napari.qt.threading.create_worker`` over a generator) runs them one
+after another. Each job builds its :class:`~tomoprior.run.Reconstruction`
+*in the worker* (preparing a large series takes time) and iterates it;
+everything the worker reports is a small typed event yielded to the main
+thread. Steps are throttled: the controller re-emits at most one step per
+``interval_ms`` and always the last one of a job, so the viewer stays fluid
+whatever the rate of the algorithm.
+
+Stop sets a flag that the worker checks after every step; it then closes the
+reconstruction *in the worker thread* (releasing its resources) and reports
+the job as stopped, keeping its last volume. Exceptions never leave the
+worker: they become a :class:`RunFailed` event with a one-line message.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from qtpy.QtCore import QObject, QTimer, Signal
+
+from ..step import Step
+from .messages import user_message
+
+__all__ = [
+    "Job",
+    "JobFinished",
+    "JobStarted",
+    "JobStep",
+    "RunController",
+    "RunFailed",
+    "RunState",
+]
+
+
+class RunState(str, enum.Enum):
+    """Life cycle of a run; ``IDLE`` before the first one."""
+
+    IDLE = "idle"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    DONE = "done"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+    @property
+    def busy(self) -> bool:
+        return self in (RunState.RUNNING, RunState.STOPPING)
+
+
+@dataclass
+class Job:
+    """One reconstruction of a run.
+
+    ``make`` builds the Reconstruction (called in the worker thread);
+    ``evaluate``, when given, computes result figures from the finished (or
+    stopped) Reconstruction, also in the worker thread.
+    """
+
+    label: str
+    make: Callable[[], Any]
+    evaluate: Callable[[Any], dict] | None = None
+    info: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class JobStarted:
+    index: int
+    job: Job
+    rec: Any
+
+
+@dataclass(frozen=True)
+class JobStep:
+    index: int
+    step: Step
+    elapsed: float  # seconds since this job started (wall clock, worker side)
+
+
+@dataclass(frozen=True)
+class JobFinished:
+    index: int
+    job: Job
+    rec: Any
+    stopped: bool
+    results: dict
+    error: str = ""  # a failed evaluation (the volume itself is fine)
+
+
+@dataclass(frozen=True)
+class RunFailed:
+    index: int
+    job: Job | None
+    rec: Any
+    message: str
+    error: BaseException
+
+
+class RunController(QObject):
+    """Owns at most one worker; Run, Stop and the events of the run.
+
+    Signals
+    -------
+    state_changed(RunState)
+    job_started(JobStarted)
+    step(JobStep)           throttled; the last step of a job is always emitted
+    job_finished(JobFinished)
+    failed(RunFailed)
+    run_ended(RunState)     after the worker thread has finished
+    """
+
+    state_changed = Signal(object)
+    job_started = Signal(object)
+    step = Signal(object)
+    job_finished = Signal(object)
+    failed = Signal(object)
+    run_ended = Signal(object)
+
+    def __init__(self, parent: QObject | None = None, *, interval_ms: int = 200) -> None:
+        super().__init__(parent)
+        self.state = RunState.IDLE
+        self.interval_ms = int(interval_ms)
+        self.steps_received = 0
+        self.steps_shown = 0
+        self._worker: Any = None
+        self._gen: Iterator | None = None
+        self._stop = threading.Event()
+        self._pending: JobStep | None = None
+        self._outcome = RunState.DONE
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.timeout.connect(self._flush)
+
+    # -- public API ---------------------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        return self._worker is not None
+
+    def start(self, jobs: Sequence[Job]) -> None:
+        """Start a run of ``jobs`` in one worker; raises RuntimeError while busy."""
+        if self.busy:
+            raise RuntimeError("a run is in progress: stop it first")
+        from napari.qt.threading import create_worker
+
+        self._stop = threading.Event()
+        # the worker stops when the widget goes away (e.g. the viewer is closed)
+        self.destroyed.connect(self._stop.set)
+        self._pending = None
+        self._outcome = RunState.DONE
+        self.steps_received = self.steps_shown = 0
+        self._gen = self._work(list(jobs), self._stop)
+        worker = create_worker(lambda: (yield from self._gen), _start_thread=False)
+        worker.yielded.connect(self._on_event)
+        worker.finished.connect(self._on_worker_finished)
+        self._worker = worker
+        self._set_state(RunState.RUNNING)
+        worker.start()
+
+    def stop(self) -> None:
+        """Ask the run to stop after the current step; the last volume is kept."""
+        if self.busy and not self._stop.is_set():
+            self._stop.set()
+            self._set_state(RunState.STOPPING)
+
+    def wait(self, timeout: float = 30.0) -> bool:
+        """Block (processing Qt events) until the run has ended; for scripts and tests."""
+        from qtpy.QtWidgets import QApplication
+
+        end = time.monotonic() + timeout
+        while self.busy and time.monotonic() < end:
+            QApplication.processEvents()
+            time.sleep(0.01)
+        return not self.busy
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        """Stop and wait; used when the widget or the viewer closes."""
+        self.stop()
+        self.wait(timeout)
+
+    # -- worker side ----------------------------------------------------------------
+    @staticmethod
+    def _work(jobs: list[Job], stop: threading.Event) -> Iterator[Any]:
+        for i, job in enumerate(jobs):
+            if stop.is_set():
+                return
+            rec = None
+            try:
+                rec = job.make()
+                t0 = time.perf_counter()
+                yield JobStarted(i, job, rec)
+                for st in rec:
+                    yield JobStep(i, st, time.perf_counter() - t0)
+                    if stop.is_set():
+                        break
+                stopped = not rec.finished
+                rec.close()
+                results, error = {}, ""
+                if job.evaluate is not None and rec.last is not None:
+                    try:
+                        results = job.evaluate(rec)
+                    except Exception as exc:
+                        error = user_message(exc)
+                yield JobFinished(i, job, rec, stopped, results, error)
+            except Exception as exc:
+                device = getattr(rec, "device", None) or job.info.get("device")
+                yield RunFailed(i, job, rec, user_message(exc, device=device), exc)
+                return
+            finally:
+                if rec is not None:
+                    rec.close()
+            if stopped:
+                return
+
+    # -- main thread ------------------------------------------------------------------
+    def _set_state(self, state: RunState) -> None:
+        self.state = state
+        self.state_changed.emit(state)
+
+    def _on_event(self, ev: Any) -> None:
+        if isinstance(ev, JobStep):
+            self.steps_received += 1
+            self._pending = ev
+            if not self._timer.isActive():
+                self._flush()
+        elif isinstance(ev, JobStarted):
+            self._pending = None
+            self.job_started.emit(ev)
+        elif isinstance(ev, JobFinished):
+            self._flush()
+            if ev.stopped:
+                self._outcome = RunState.STOPPED
+            self.job_finished.emit(ev)
+        elif isinstance(ev, RunFailed):
+            self._flush()
+            self._outcome = RunState.FAILED
+            self.failed.emit(ev)
+
+    def _flush(self) -> None:
+        ev, self._pending = self._pending, None
+        if ev is None:
+            return
+        self.steps_shown += 1
+        self.step.emit(ev)
+        self._timer.start(self.interval_ms)
+
+    def _on_worker_finished(self) -> None:
+        self._flush()
+        self._timer.stop()
+        gen, self._gen = self._gen, None
+        if gen is not None:
+            gen.close()  # only does work when the worker was aborted from outside
+        self._worker = None
+        outcome = self._outcome
+        if outcome == RunState.DONE and self._stop.is_set():
+            outcome = RunState.STOPPED
+        self._set_state(outcome)
+        self.run_ended.emit(outcome)

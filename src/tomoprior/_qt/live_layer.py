@@ -1,0 +1,153 @@
+"""The one result layer a run updates in place, with robust automatic contrast."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["LiveLayer", "robust_limits"]
+
+
+def robust_limits(
+    volume: np.ndarray, lo: float = 0.5, hi: float = 99.9, n: int = 400_000
+) -> tuple[float, float]:
+    """Percentile contrast limits of a volume, from a regular subsample."""
+    v = np.asarray(volume).ravel()
+    v = v[:: max(1, v.size // n)]
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return 0.0, 1.0
+    a, b = (float(x) for x in np.percentile(v, (lo, hi)))
+    if not b > a:
+        a, b = float(v.min()), float(v.max())
+    if not b > a:
+        b = a + 1.0
+    return a, b
+
+
+class LiveLayer:
+    """Creates its image layer on the first volume and updates it in place after.
+
+    The contrast follows the volume (robust percentiles) until the user
+    changes the contrast limits of the layer by hand.
+    """
+
+    def __init__(self, viewer: Any, layer: Any = None) -> None:
+        self.viewer = viewer
+        self.layer = layer
+        self.updates = 0
+        self.auto_contrast = True
+        self._updating = False
+        if layer is not None:
+            self._connect(layer)
+
+    @property
+    def alive(self) -> bool:
+        return self.layer is not None and self.layer in self.viewer.layers
+
+    def _connect(self, layer: Any) -> None:
+        layer.events.contrast_limits.connect(self._on_contrast)
+
+    def _on_contrast(self, event: Any = None) -> None:
+        if not self._updating:
+            self.auto_contrast = False
+
+    def show(
+        self,
+        volume: np.ndarray,
+        *,
+        name: str,
+        scale: Sequence[float],
+        translate: Sequence[float] = (0.0, 0.0, 0.0),
+        metadata: dict | None = None,
+    ) -> Any:
+        """Put ``volume`` on screen; returns the layer."""
+        self._updating = True
+        try:
+            if not self.alive:
+                self.layer = self.viewer.add_image(
+                    volume,
+                    name=name,
+                    scale=tuple(scale),
+                    translate=tuple(translate),
+                    metadata=dict(metadata or {}),
+                    colormap="gray",
+                )
+                self._connect(self.layer)
+            else:
+                layer = self.layer
+                layer.data = volume
+                if tuple(layer.scale) != tuple(scale):
+                    layer.scale = tuple(scale)
+                if tuple(layer.translate) != tuple(translate):
+                    layer.translate = tuple(translate)
+                if metadata is not None:
+                    layer.metadata = {**layer.metadata, **metadata}
+                if layer.name != name:
+                    layer.name = name
+            if self.auto_contrast:
+                v = np.asarray(volume)
+                self.set_contrast(
+                    *robust_limits(v), full=(float(np.nanmin(v)), float(np.nanmax(v)))
+                )
+        finally:
+            self._updating = False
+        self.updates += 1
+        return self.layer
+
+    def set_contrast(self, lo: float, hi: float, full: tuple[float, float] | None = None) -> None:
+        """Contrast limits ``(lo, hi)``; the slider's range becomes ``full`` (data min, max)."""
+        layer = self.layer
+        if layer is None:
+            return
+        updating, self._updating = self._updating, True
+        try:
+            a, b = full if full is not None else (lo, hi)
+            a, b = min(a, lo), max(b, hi)
+            if np.isfinite(a) and np.isfinite(b) and b > a:
+                layer.contrast_limits_range = (a, b)
+            layer.contrast_limits = (lo, hi)
+        finally:
+            self._updating = updating
+
+    def rename(self, name: str) -> None:
+        if self.alive and self.layer.name != name:
+            self.layer.name = name
+
+
+def shared_limits(volumes: Sequence[np.ndarray], n: int = 400_000) -> list[tuple[float, float]]:
+    """Contrast limits that show every volume on the scale of the first one.
+
+    Each volume is fitted to the first by a least-squares scale ``a``; the
+    limits are the union of the robust percentiles of the scaled volumes,
+    divided back by each ``a``. Volumes of another shape than the first (or
+    with a non-positive fit) keep their own robust limits.
+    """
+    if not volumes:
+        return []
+    first = np.asarray(volumes[0])
+    k = max(1, first.size // n)
+    r = first.ravel()[::k].astype(np.float64)
+    scales: list[float | None] = []
+    lows, highs = [], []
+    for v in volumes:
+        v = np.asarray(v)
+        a = None
+        if v.shape == first.shape:
+            x = v.ravel()[::k].astype(np.float64)
+            xx = float(x @ x)
+            a = float(x @ r) / xx if xx > 0 else None
+            if a is not None and not (np.isfinite(a) and a > 0):
+                a = None
+        scales.append(a)
+        if a is not None:
+            lo, hi = robust_limits(a * v.ravel()[::k], n=n)
+            lows.append(lo)
+            highs.append(hi)
+    lo, hi = (min(lows), max(highs)) if lows else (0.0, 1.0)
+    return [
+        (lo / a, hi / a) if a is not None else robust_limits(v, n=n)
+        for a, v in zip(scales, volumes)
+    ]

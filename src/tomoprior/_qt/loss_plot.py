@@ -1,0 +1,120 @@
+"""A tiny live loss plot drawn with QPainter (log-scale y, no matplotlib)."""
+
+from __future__ import annotations
+
+import math
+
+from qtpy.QtCore import QPointF, QRectF, Qt
+from qtpy.QtGui import QColor, QFont, QPainter, QPainterPath, QPen
+from qtpy.QtWidgets import QSizePolicy, QWidget
+
+__all__ = ["LossPlot"]
+
+TRAIN_COLOR = QColor(80, 170, 255)
+VAL_COLOR = QColor(255, 160, 60)
+
+
+class LossPlot(QWidget):
+    """Training loss and (when present) validation loss against the iteration.
+
+    ``add(iteration, loss, val_loss)`` appends a point; ``clear()`` starts
+    over. Non-positive or non-finite values are skipped (log scale).
+    """
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.train: list[tuple[float, float]] = []
+        self.val: list[tuple[float, float]] = []
+        self.setMinimumHeight(90)
+        self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
+        self.setFixedHeight(110)
+        self.setToolTip("Loss per iteration (log scale): blue = data fit, orange = held-out pixels")
+
+    def clear(self) -> None:
+        self.train.clear()
+        self.val.clear()
+        self.update()
+
+    def add(self, iteration: int, loss: float | None, val_loss: float | None = None) -> None:
+        for series, value in ((self.train, loss), (self.val, val_loss)):
+            if value is None:
+                continue
+            v = float(value)
+            if math.isfinite(v) and v > 0:
+                series.append((float(iteration), math.log10(v)))
+        self.update()
+
+    # -- drawing ------------------------------------------------------------------
+    def _bounds(self) -> tuple[float, float, float, float] | None:
+        pts = self.train + self.val
+        if not pts:
+            return None
+        xs = [p[0] for p in pts]
+        ys = [p[1] for p in pts]
+        x0, x1 = min(xs), max(xs)
+        y0, y1 = min(ys), max(ys)
+        if x1 <= x0:
+            x1 = x0 + 1
+        if y1 - y0 < 1e-3:
+            y0, y1 = y0 - 0.5, y1 + 0.5
+        return x0, x1, y0, y1
+
+    def paintEvent(self, event) -> None:
+        p = QPainter(self)
+        p.setRenderHint(QPainter.Antialiasing)
+        fg = self.palette().color(self.foregroundRole())
+        font = QFont(self.font())
+        font.setPointSizeF(max(6.0, font.pointSizeF() * 0.85))
+        p.setFont(font)
+        fm = p.fontMetrics()
+        left = fm.horizontalAdvance("1e-10") + 6
+        plot = QRectF(left, 6, max(10, self.width() - left - 8), max(10, self.height() - 22))
+        dim = QColor(fg)
+        dim.setAlpha(90)
+        p.setPen(QPen(dim, 1))
+        p.drawRect(plot)
+        bounds = self._bounds()
+        if bounds is None:
+            p.setPen(dim)
+            p.drawText(plot, Qt.AlignCenter, "loss (log scale) appears here during a run")
+            p.end()
+            return
+        x0, x1, y0, y1 = bounds
+
+        def to_px(x: float, y: float) -> QPointF:
+            return QPointF(
+                plot.left() + (x - x0) / (x1 - x0) * plot.width(),
+                plot.bottom() - (y - y0) / (y1 - y0) * plot.height(),
+            )
+
+        # decades as grid lines
+        p.setPen(QPen(dim, 1, Qt.DotLine))
+        for d in range(math.floor(y0), math.ceil(y1) + 1):
+            if y0 <= d <= y1:
+                yy = to_px(x0, d).y()
+                p.drawLine(QPointF(plot.left(), yy), QPointF(plot.right(), yy))
+        p.setPen(fg)
+        p.drawText(QRectF(0, plot.top() - 6, left - 3, 14), Qt.AlignRight, f"{10**y1:.2g}")
+        p.drawText(QRectF(0, plot.bottom() - 8, left - 3, 14), Qt.AlignRight, f"{10**y0:.2g}")
+        p.drawText(QRectF(plot.left(), plot.bottom() + 2, 60, 14), Qt.AlignLeft, f"{x0:g}")
+        p.drawText(
+            QRectF(plot.right() - 80, plot.bottom() + 2, 80, 14), Qt.AlignRight, f"it {x1:g}"
+        )
+        for series, color, label, row in (
+            (self.train, TRAIN_COLOR, "loss", 0),
+            (self.val, VAL_COLOR, "held-out", 1),
+        ):
+            if not series:
+                continue
+            p.setPen(QPen(color, 1.6))
+            if len(series) == 1:
+                p.drawEllipse(to_px(*series[0]), 2.5, 2.5)
+            else:
+                path = QPainterPath(to_px(*series[0]))
+                for x, y in series[1:]:
+                    path.lineTo(to_px(x, y))
+                p.drawPath(path)
+            p.drawText(
+                QRectF(plot.right() - 90, plot.top() + 2 + 13 * row, 86, 14), Qt.AlignRight, label
+            )
+        p.end()

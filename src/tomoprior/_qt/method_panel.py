@@ -1,0 +1,156 @@
+"""Method selector and the chosen method's parameters, built from the registry.
+
+Every entry of :data:`tomoprior.algorithms.METHODS` gets one page of
+parameter fields made from its :class:`Param` specs (tooltips from
+``Param.help``); advanced ones are folded into a collapsible section.
+Iterations and the live-update interval default to the method's
+``default_iterations`` and ``default_every``. Pages are kept, so switching
+methods does not lose edits.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qtpy.QtCore import Signal
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QLabel,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+from superqt import QCollapsible
+
+from ..algorithms import METHODS, Method
+from .param_widgets import ParamField
+
+__all__ = ["MethodPage", "MethodPanel"]
+
+
+class MethodPage(QWidget):
+    """Parameter fields of one method (and its iterations unless ``iterations=False``)."""
+
+    def __init__(
+        self,
+        method: Method,
+        parent: QWidget | None = None,
+        *,
+        iterations: bool = True,
+        description: bool = True,
+    ) -> None:
+        super().__init__(parent)
+        self.method = method
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        if description:
+            desc = QLabel(method.description)
+            desc.setWordWrap(True)
+            desc.setStyleSheet("color: gray;")
+            if method.citation:
+                desc.setToolTip(method.citation)
+            lay.addWidget(desc)
+        basic = QFormLayout()
+        lay.addLayout(basic)
+        self.iterations = QSpinBox()
+        self.iterations.setRange(1, 10_000_000)
+        self.iterations.setValue(method.default_iterations)
+        self.iterations.setToolTip("Number of iterations of the method")
+        self.every = QSpinBox()
+        self.every.setRange(1, 1_000_000)
+        self.every.setValue(method.default_every)
+        self.every.setSuffix(" it")
+        self.every.setToolTip("Show the volume every this many iterations (live view)")
+        # created after iterations and every: the tab order follows the layout
+        self.fields = {p.name: ParamField(p) for p in method.params}
+        if method.iterative and iterations:
+            basic.addRow("Iterations", self.iterations)
+            basic.addRow("Update every", self.every)
+        else:
+            self.iterations.hide()
+            self.every.hide()
+        advanced = [f for f in self.fields.values() if f.param.advanced]
+        for f in self.fields.values():
+            if not f.param.advanced:
+                basic.addRow(f.label, f.widget.native)
+        self.collapsible = None
+        if advanced:
+            self.collapsible = QCollapsible("Advanced")
+            inner = QWidget()
+            form = QFormLayout(inner)
+            form.setContentsMargins(0, 0, 0, 0)
+            for f in advanced:
+                form.addRow(f.label, f.widget.native)
+            reset = QPushButton("Reset to defaults")
+            reset.setToolTip(f"Restore every {method.label} parameter to its default")
+            reset.clicked.connect(self.reset)
+            form.addRow(reset)
+            self.collapsible.addWidget(inner)
+            lay.addWidget(self.collapsible)
+
+    def params(self) -> dict[str, Any]:
+        """Parsed parameter values; raises ValueError naming the field."""
+        return {name: f.value() for name, f in self.fields.items()}
+
+    def reset(self) -> None:
+        for f in self.fields.values():
+            f.reset()
+        self.iterations.setValue(self.method.default_iterations)
+        self.every.setValue(self.method.default_every)
+
+
+class MethodPanel(QGroupBox):
+    """Method combo + a stacked page per method."""
+
+    changed = Signal()
+
+    def __init__(
+        self, parent: QWidget | None = None, title: str = "Method", *, iterations: bool = True
+    ) -> None:
+        super().__init__(title, parent)
+        self.combo = QComboBox()
+        self.combo.setToolTip("Reconstruction method")
+        self.pages: dict[str, MethodPage] = {}
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.combo)
+        # one page per method; only the current one is shown (hidden pages take no room)
+        for name, m in METHODS.items():
+            page = MethodPage(m, iterations=iterations)
+            page.hide()
+            self.pages[name] = page
+            lay.addWidget(page)
+            self.combo.addItem(m.label, name)
+        self.combo.currentIndexChanged.connect(self._on_method)
+        default = "sirt" if "sirt" in METHODS else next(iter(METHODS))
+        self.set_method(default)
+
+    def _on_method(self, index: int) -> None:
+        current = self.combo.itemData(index)
+        for name, page in self.pages.items():
+            page.setVisible(name == current)
+        self.changed.emit()
+
+    def set_method(self, name: str) -> None:
+        i = self.combo.findData(name)
+        if i >= 0:
+            self.combo.setCurrentIndex(i)
+            self._on_method(i)
+
+    @property
+    def page(self) -> MethodPage:
+        return self.pages[self.combo.currentData()]
+
+    def method(self) -> Method:
+        return self.page.method
+
+    def params(self) -> dict[str, Any]:
+        return self.page.params()
+
+    def iterations(self) -> int:
+        return self.page.iterations.value() if self.method().iterative else 1
+
+    def every(self) -> int:
+        return self.page.every.value()

@@ -1,0 +1,115 @@
+"""The comparison's table: one row per method, quality figures and time."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QAbstractScrollArea,
+    QHeaderView,
+    QTableWidget,
+    QTableWidgetItem,
+    QWidget,
+)
+
+__all__ = ["COLUMNS", "MetricsTable"]
+
+#: (result key, header, tooltip, format)
+COLUMNS: tuple[tuple[str, str, str, str], ...] = (
+    ("method", "Method", "Reconstruction method and iterations done", "{}"),
+    (
+        "reprojection_residual",
+        "Residual",
+        "Relative reprojection residual ‖A x − y‖ / ‖y‖ over the kept tilts (lower fits the data "
+        "more closely, noise included)",
+        "{:.4f}",
+    ),
+    (
+        "heldout_error",
+        "Held-out",
+        "Mean squared error on 5 % of the detector pixels held out of every fit (the same pixels "
+        "for every method; lower predicts unseen data better). WBP fits no pixels, so it has none.",
+        "{:.4g}",
+    ),
+    (
+        "ssim",
+        "SSIM",
+        "Structural similarity to the reference volume, after a least-squares "
+        "intensity fit (1 is identical)",
+        "{:.3f}",
+    ),
+    (
+        "psnr",
+        "PSNR dB",
+        "Peak signal-to-noise ratio against the reference volume, after a "
+        "least-squares intensity fit",
+        "{:.2f}",
+    ),
+    ("seconds", "Time (s)", "Compute time of the method", "{:.1f}"),
+)
+
+
+class MetricsTable(QTableWidget):
+    """``results[row]`` holds the numbers shown in ``row``."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(0, len(COLUMNS), parent)
+        for col, (_, header, tip, _) in enumerate(COLUMNS):
+            item = QTableWidgetItem(header)
+            item.setToolTip(tip)
+            self.setHorizontalHeaderItem(col, item)
+        self.verticalHeader().setVisible(False)
+        self.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.setSelectionMode(QAbstractItemView.SingleSelection)
+        hh = self.horizontalHeader()
+        hh.setSectionResizeMode(QHeaderView.Stretch)  # fit the dock, no sideways scrolling
+        hh.setSectionResizeMode(0, QHeaderView.ResizeToContents)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.setSizeAdjustPolicy(QAbstractScrollArea.AdjustToContents)  # as tall as its rows
+        self.setMinimumHeight(80)
+        self.results: list[dict[str, Any]] = []
+
+    def start_rows(self, labels: list[str]) -> None:
+        self.clearContents()
+        self.setRowCount(len(labels))
+        self.results = [{"method": label} for label in labels]
+        for row in range(len(labels)):
+            self.set_status(row, "queued")
+        self.resizeRowsToContents()
+
+    def set_status(self, row: int, text: str) -> None:
+        """The method cell: ``"SIRT (running)"``, ``"SIRT · 100 it"`` ..."""
+        label = self.results[row]["method"]
+        self._set(row, 0, f"{label} ({text})" if text else label)
+
+    def set_results(self, row: int, results: dict[str, Any], note: str = "") -> None:
+        r = self.results[row]
+        r.update(results)
+        its = r.get("iterations")
+        text = r["method"] if its is None else f"{r['method']} · {its} it"
+        if r.get("stopped"):
+            text += " (stopped)"
+        self._set(row, 0, text)
+        for col, (key, _, tip, fmt) in enumerate(COLUMNS):
+            if col == 0:
+                continue
+            value = r.get(key)
+            if value is None or (isinstance(value, float) and not math.isfinite(value)):
+                text = "—"
+            else:
+                text = fmt.format(value)
+            self._set(row, col, text, note if note and key in ("ssim", "psnr") else tip)
+
+    def value(self, row: int, key: str) -> Any:
+        return self.results[row].get(key)
+
+    def _set(self, row: int, col: int, text: str, tip: str = "") -> None:
+        item = QTableWidgetItem(str(text))
+        align = Qt.AlignLeft if col == 0 else Qt.AlignRight
+        item.setTextAlignment(int(align | Qt.AlignVCenter))
+        item.setToolTip(tip or COLUMNS[col][2])
+        self.setItem(row, col, item)

@@ -1,0 +1,128 @@
+"""Progress of a run: bar, iteration, elapsed and remaining time, live loss plot."""
+
+from __future__ import annotations
+
+import time
+
+from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import QLabel, QProgressBar, QVBoxLayout, QWidget
+
+from ..step import Step
+from .controller import RunState
+from .loss_plot import LossPlot
+
+__all__ = ["RunProgress", "format_seconds"]
+
+
+def format_seconds(s: float) -> str:
+    if s < 60:
+        return f"{s:.1f} s" if s < 10 else f"{s:.0f} s"
+    m, sec = divmod(int(round(s)), 60)
+    if m < 60:
+        return f"{m} min {sec:02d} s"
+    h, m = divmod(m, 60)
+    return f"{h} h {m:02d} min"
+
+
+class RunProgress(QWidget):
+    """Shows where a run is; fed by the widget from the controller's signals."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.bar = QProgressBar()
+        self.bar.setRange(0, 1000)
+        self.bar.setValue(0)
+        self.bar.setTextVisible(True)
+        self.bar.setFormat("idle")
+        self.status = QLabel("Ready.")
+        self.status.setWordWrap(True)
+        self.loss = LossPlot()
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.bar)
+        lay.addWidget(self.status)
+        lay.addWidget(self.loss)
+        self._t0 = time.monotonic()
+        self._n_jobs = 1
+        self._index = 0
+        self._label = ""
+        self._last: Step | None = None
+        self._job_elapsed = 0.0
+        self._phase: object = None
+        self._clock = QTimer(self)
+        self._clock.setInterval(1000)
+        self._clock.timeout.connect(self._refresh)
+
+    def begin(self, n_jobs: int = 1) -> None:
+        self._t0 = time.monotonic()
+        self._n_jobs = max(1, int(n_jobs))
+        self._index, self._label, self._last = 0, "", None
+        self.bar.setValue(0)
+        self.bar.setFormat("preparing…")
+        self.status.setText("Preparing the tilt series…")
+        self.loss.clear()
+        self._clock.start()
+
+    def job_started(self, index: int, label: str) -> None:
+        self._index, self._label, self._last = index, label, None
+        self._job_elapsed = 0.0
+        self._phase = None
+        self.loss.clear()
+        self._refresh()
+
+    def show_step(self, index: int, step: Step, job_elapsed: float) -> None:
+        self._index, self._last, self._job_elapsed = index, step, job_elapsed
+        phase = step.extras.get("phase")
+        if phase != self._phase:  # a new phase (e.g. a warm start, then the fit): new curve
+            self._phase = phase
+            self.loss.clear()
+        self.loss.add(step.iteration, step.loss, step.extras.get("val_loss"))
+        self._refresh()
+
+    def end(self, state: RunState, message: str = "") -> None:
+        self._clock.stop()
+        elapsed = format_seconds(time.monotonic() - self._t0)
+        if state == RunState.DONE:
+            self.bar.setValue(1000)
+            self.bar.setFormat("done")
+            text = f"Done in {elapsed}."
+        elif state == RunState.STOPPED:
+            self.bar.setFormat("stopped at %p%")
+            text = f"Stopped after {elapsed}; the last volume is kept."
+        else:
+            self.bar.setFormat("failed")
+            text = f"Failed after {elapsed}."
+        self.status.setText(f"{text} {message}".strip())
+
+    def stopping(self) -> None:
+        self.status.setText("Stopping after the current step…")
+
+    # -- text ---------------------------------------------------------------------------
+    def _refresh(self) -> None:
+        elapsed = time.monotonic() - self._t0
+        st = self._last
+        frac = None if st is None else st.progress
+        total = (self._index + (frac or 0.0)) / self._n_jobs
+        self.bar.setValue(int(round(1000 * total)))
+        self.bar.setFormat("%p%")
+        parts = []
+        if self._n_jobs > 1:
+            parts.append(f"method {self._index + 1} of {self._n_jobs}")
+        if self._label:
+            parts.append(self._label)
+        if st is not None:
+            it = f"iteration {st.iteration}"
+            if st.total:
+                it += f" / {st.total}"
+            parts.append(it)
+            phase = st.extras.get("phase")
+            if phase:
+                parts.append(str(phase))
+        elif self._label:
+            parts.append("starting")
+        parts.append(f"{format_seconds(elapsed)} elapsed")
+        if frac and 0 < frac < 1 and self._job_elapsed > 0:
+            left = self._job_elapsed * (1 - frac) / frac
+            what = "left" if self._n_jobs == 1 else f"left for {self._label}"
+            parts.append(f"about {format_seconds(left)} {what}")
+        self.status.setText(" · ".join(parts))

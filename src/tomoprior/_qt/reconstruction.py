@@ -1,0 +1,215 @@
+"""The Reconstruction dock widget: one method, live result, provenance.
+
+Layout (top to bottom): the tilt-series panel, the method panel, device,
+"reuse the result layer", Run / Stop, progress with the live loss plot. A
+run streams into ONE result layer (created on the first step, then updated
+in place, at most a few times per second); the user's layers are never
+modified. A finished (or stopped) run records its provenance in the layer's
+``metadata["provenance"]``, which the writer saves with the volume.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QFormLayout,
+    QHBoxLayout,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..device import resolve_device
+from ..errors import TomopriorError
+from .common import ScrollHost, ask_stop_and_restart
+from .controller import Job, JobFinished, JobStarted, JobStep, RunController, RunFailed, RunState
+from .device_picker import DevicePicker
+from .live_layer import LiveLayer
+from .messages import notify_error, user_message
+from .method_panel import MethodPanel
+from .progress import RunProgress
+from .results import layer_name, placement, result_metadata
+from .tilt_panel import TiltPanel
+
+if TYPE_CHECKING:
+    import napari
+
+__all__ = ["ReconstructionWidget"]
+
+
+class ReconstructionWidget(ScrollHost):
+    """Reconstruct the chosen tilt series with one method of the registry."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.tilt = TiltPanel(napari_viewer)
+        self.method_panel = MethodPanel()
+        self.device = DevicePicker()
+        self.reuse = QCheckBox("Reuse the result layer of the previous run")
+        self.reuse.setToolTip(
+            "Unticked: every run makes a new layer. Ticked: the next run overwrites the "
+            "previous run's result layer (never a layer you opened)."
+        )
+        self.run_button = QPushButton("Run")
+        self.run_button.setToolTip("Reconstruct in the background; the result updates live")
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setToolTip("Stop after the current step and keep the last volume")
+        self.stop_button.setEnabled(False)
+        self.progress = RunProgress()
+        self.controller = RunController(self)
+
+        content = QWidget()
+        lay = QVBoxLayout(content)
+        lay.addWidget(self.tilt)
+        lay.addWidget(self.method_panel)
+        form = QFormLayout()
+        form.addRow("Device", self.device)
+        form.addRow(self.reuse)
+        lay.addLayout(form)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.stop_button)
+        lay.addLayout(buttons)
+        lay.addWidget(self.progress)
+        lay.addStretch(1)
+        self.set_content(content)
+
+        self.live: LiveLayer | None = None
+        self.last_layer: Any = None
+        self._queued: Job | None = None
+        self._run: dict[str, Any] = {}
+
+        self.run_button.clicked.connect(self.run)
+        self.stop_button.clicked.connect(self.stop)
+        c = self.controller
+        c.state_changed.connect(self._on_state)
+        c.job_started.connect(self._on_job_started)
+        c.step.connect(self._on_step)
+        c.job_finished.connect(self._on_job_finished)
+        c.failed.connect(self._on_failed)
+        c.run_ended.connect(self._on_run_ended)
+
+    # -- actions -------------------------------------------------------------------------
+    def make_job(self) -> Job:
+        """Validate the inputs and build the job (raises TomopriorError / ValueError)."""
+        from ..run import run
+
+        req = self.tilt.request()
+        method = self.method_panel.method()
+        params = self.method_panel.params()
+        method.resolve(params)
+        iterations = self.method_panel.iterations()
+        every = self.method_panel.every()
+        device = self.device.device()
+        resolve_device(device)
+        series, geometry, kwargs, source = req.series, req.geometry, req.kwargs, req.source
+
+        def make() -> Any:
+            return run(
+                method.name,
+                series,
+                geometry,
+                iterations=iterations,
+                every=every,
+                device=device,
+                source=source,
+                **kwargs,
+                **params,
+            )
+
+        return Job(
+            label=method.label,
+            make=make,
+            info={
+                "series": req.name,
+                "source": source,
+                "device": device,
+                "method": method.name,
+                "iterative": method.iterative,
+            },
+        )
+
+    def run(self) -> None:
+        """Run button: start, or ask to stop the current run and start the new one."""
+        try:
+            job = self.make_job()
+        except (TomopriorError, ValueError) as exc:
+            notify_error(user_message(exc))
+            return
+        if self.controller.busy:
+            if not ask_stop_and_restart(self):
+                return
+            self._queued = job
+            self.controller.stop()
+            return
+        self._start(job)
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+    def _start(self, job: Job) -> None:
+        reuse = self.reuse.isChecked() and self.last_layer is not None
+        self.live = LiveLayer(self.viewer, self.last_layer if reuse else None)
+        self._run = {"job": job, "rec": None, "step": None}
+        self.progress.begin(1)
+        self.controller.start([job])
+
+    # -- controller events ---------------------------------------------------------------
+    def _on_state(self, state: RunState) -> None:
+        self.stop_button.setEnabled(state == RunState.RUNNING)
+        if state == RunState.STOPPING:
+            self.progress.stopping()
+
+    def _on_job_started(self, ev: JobStarted) -> None:
+        self._run["rec"] = ev.rec
+        self.progress.job_started(ev.index, ev.job.label)
+
+    def _show(self, step: Any, state: str, final: bool) -> None:
+        rec, job = self._run.get("rec"), self._run.get("job")
+        if rec is None or job is None or self.live is None or step is None:
+            return
+        scale, translate, _, _ = placement(rec)
+        meta = result_metadata(
+            rec, job.info["source"], final=final, step=step, series=job.info["series"]
+        )
+        name = layer_name(job.label, step, job.info["series"], state, job.info["iterative"])
+        self.live.show(step.volume, name=name, scale=scale, translate=translate, metadata=meta)
+
+    def _on_step(self, ev: JobStep) -> None:
+        self._run["step"] = ev.step
+        self._show(ev.step, "running", final=False)
+        self.progress.show_step(ev.index, ev.step, ev.elapsed)
+
+    def _on_job_finished(self, ev: JobFinished) -> None:
+        step = ev.rec.last
+        self._show(step, "stopped" if ev.stopped else "done", final=True)
+        if self.live is not None and self.live.alive:
+            self.last_layer = self.live.layer
+
+    def _on_failed(self, ev: RunFailed) -> None:
+        notify_error(ev.message)
+        if self.live is not None and self.live.alive and self._run.get("step") is not None:
+            job = self._run["job"]
+            self.live.rename(
+                layer_name(
+                    job.label,
+                    self._run["step"],
+                    job.info["series"],
+                    "failed",
+                    job.info["iterative"],
+                )
+            )
+            self.last_layer = self.live.layer
+
+    def _on_run_ended(self, state: RunState) -> None:
+        self.progress.end(state)
+        queued, self._queued = self._queued, None
+        if queued is not None:
+            self._start(queued)
+
+    def closeEvent(self, event: Any) -> None:
+        self.controller.shutdown()
+        super().closeEvent(event)

@@ -1,0 +1,157 @@
+"""Reader and writer of the napari plugin on files written by tomoprior.io."""
+
+import numpy as np
+import pytest
+
+from tomoprior import io
+from tomoprior._napari._reader import get_reader, layer_data_from_file, read_files
+from tomoprior._napari._writer import write_image_layer
+from tomoprior.geometry import TiltGeometry, angles_from_range
+
+pytest.importorskip("napari")
+
+
+@pytest.fixture
+def notes(monkeypatch):
+    """Messages passed to napari's show_warning / show_error."""
+    from napari.utils import notifications
+
+    got = {"warning": [], "error": []}
+    monkeypatch.setattr(notifications, "show_warning", got["warning"].append)
+    monkeypatch.setattr(notifications, "show_error", got["error"].append)
+    return got
+
+
+@pytest.fixture
+def series():
+    rng = np.random.default_rng(0)
+    return rng.random((7, 12, 16), dtype=np.float32)
+
+
+@pytest.fixture
+def geometry():
+    return TiltGeometry(angles_from_range(-60, 60, 20), tilt_axis=90, pixel_size=0.8)
+
+
+def _check_tilt_series(ld, series, geometry, path):
+    data, kwargs, kind = ld
+    assert kind == "image"
+    np.testing.assert_allclose(np.asarray(data, np.float32), series, rtol=1e-6)
+    md = kwargs["metadata"]
+    assert md["tomoprior_kind"] == "tilt_series"
+    assert md["angles"] == pytest.approx(list(geometry.angles))
+    assert md["tilt_axis"] == pytest.approx(90.0)
+    assert md["pixel_size"] == pytest.approx(0.8, rel=1e-4)
+    assert md["pixel_unit"] == "nm"
+    assert md["angle_source"]
+    assert md["source"] == str(path)
+    assert kwargs["scale"] == pytest.approx((1.0, 0.8, 0.8), rel=1e-4)
+
+
+@pytest.mark.parametrize("ext", [".tif", ".mrc"])
+def test_reader_tilt_series_with_rawtlt(tmp_path, series, geometry, notes, ext):
+    path = io.write_tilt_series(tmp_path / f"ts{ext}", series, geometry)
+    assert path.with_suffix(".rawtlt").exists()
+    reader = get_reader(str(path))
+    assert reader is not None
+    (ld,) = reader(str(path))
+    _check_tilt_series(ld, series, geometry, path)
+    assert ld[1]["name"] == "ts"
+    assert not notes["warning"] and not notes["error"]
+
+
+def test_reader_accepts_every_supported_extension_and_refuses_others():
+    for ext in io.SUPPORTED_EXTENSIONS:
+        assert get_reader(f"x{ext}") is read_files
+        assert get_reader(f"x{ext.upper()}") is read_files
+    assert get_reader("x.png") is None
+    assert get_reader(["a.tif", "b.png"]) is None
+    assert get_reader(["a.tif", "b.mrc"]) is read_files
+
+
+def test_reader_without_angles_warns_and_flags(tmp_path, series, notes):
+    path = io.write_tilt_series(tmp_path / "noangles.mrc", series)
+    (ld,) = read_files(str(path))
+    md = ld[1]["metadata"]
+    assert md["tomoprior_kind"] == "tilt_series"
+    assert md["angles"] == []
+    assert any("no tilt angles" in w for w in md["warnings"])
+    assert len(notes["warning"]) == 1
+    assert "start and step" in notes["warning"][0]
+    assert "Reconstruction" in notes["warning"][0]
+
+
+def test_reader_volume_with_provenance(tmp_path):
+    vol = np.arange(4 * 5 * 6, dtype=np.float32).reshape(4, 5, 6)
+    prov = {"method": "sirt", "iterations": 3}
+    for ext in (".tif", ".mrc"):
+        path = io.write_volume(tmp_path / f"vol{ext}", vol, pixel_size=1.5, provenance=prov)
+        data, kwargs, kind = layer_data_from_file(path)
+        md = kwargs["metadata"]
+        assert md["tomoprior_kind"] == "volume"
+        assert md["provenance"]["method"] == "sirt"
+        assert kwargs["scale"] == pytest.approx((1.5, 1.5, 1.5), rel=1e-4)
+        np.testing.assert_array_equal(np.asarray(data), vol)
+
+
+def test_reader_passes_lazy_data_through(tmp_path, series, geometry, monkeypatch):
+    import tomoprior.io._read as read_mod
+
+    path = io.write_tilt_series(tmp_path / "big.mrc", series, geometry)
+    monkeypatch.setattr(read_mod, "LAZY_THRESHOLD_BYTES", 0)
+    data, _, _ = layer_data_from_file(path)
+    assert isinstance(data, np.memmap) or not isinstance(data, np.ndarray)
+    np.testing.assert_allclose(np.asarray(data), series)
+
+
+def test_reader_bad_file_gives_error_notification_not_exception(tmp_path, notes):
+    bad = tmp_path / "broken.tif"
+    bad.write_bytes(b"not a tiff at all")
+    out = read_files(str(bad))
+    assert out == [(None,)]  # napari's "handled, no layer" sentinel
+    assert len(notes["error"]) == 1 and "broken.tif" in notes["error"][0]
+
+
+@pytest.mark.parametrize("ext", [".tif", ".mrc"])
+def test_writer_round_trip_with_provenance(tmp_path, ext):
+    vol = np.random.default_rng(1).random((6, 8, 10), dtype=np.float32)
+    prov = {"method": "cstv", "parameters": {"lam": 0.02}, "kept_tilts": [0, 2, 4]}
+    meta = {
+        "name": "CS-TV result",
+        "metadata": {
+            "tomoprior_kind": "volume",
+            "pixel_size": 2.5,
+            "pixel_unit": "nm",
+            "provenance": prov,
+        },
+    }
+    (written,) = write_image_layer(str(tmp_path / f"out{ext}"), vol, meta)
+    assert io.read_provenance(written) == prov
+    data, kwargs, _ = layer_data_from_file(written)
+    np.testing.assert_allclose(np.asarray(data), vol, rtol=1e-6)
+    assert kwargs["metadata"]["pixel_size"] == pytest.approx(2.5, rel=1e-4)
+    assert kwargs["metadata"]["provenance"] == prov
+
+
+def test_writer_tilt_series_layer_keeps_angles(tmp_path, series, geometry):
+    meta = {
+        "name": "ts",
+        "metadata": {
+            "tomoprior_kind": "tilt_series",
+            "angles": list(geometry.angles),
+            "tilt_axis": 90.0,
+            "pixel_size": 0.8,
+            "pixel_unit": "nm",
+        },
+    }
+    (written,) = write_image_layer(str(tmp_path / "copy.tif"), series, meta)
+    f = io.read(written)
+    assert f.geometry.n_tilts == 7
+    assert f.geometry.tilt_axis == pytest.approx(90.0)
+
+
+def test_writer_error_is_a_notification(tmp_path, notes):
+    vol = np.zeros((2, 3, 4), np.float32)
+    out = write_image_layer(str(tmp_path / "missing" / "x.tif"), vol, {"name": "v", "metadata": {}})
+    assert out == []
+    assert notes["error"] and "folder" in notes["error"][0]

@@ -1,0 +1,194 @@
+"""Pieces of the Qt layer: registry-built parameter pages, controller, loss plot, messages."""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pytestqt")
+pytest.importorskip("napari")
+
+from tomoprior.algorithms import METHODS, Method, Param
+from tomoprior.errors import GeometryError
+from tomoprior.step import Step
+
+pytestmark = pytest.mark.gui
+
+
+def _descends(widget, ancestor):
+    while widget is not None:
+        if widget is ancestor:
+            return True
+        widget = widget.parentWidget()
+    return False
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_every_registry_method_gets_a_page(qtbot, name):
+    from tomoprior._qt.method_panel import MethodPage
+
+    m = METHODS[name]
+    page = MethodPage(m)
+    qtbot.addWidget(page)
+    assert set(page.fields) == {p.name for p in m.params}
+    assert page.params() == m.resolve({})  # defaults survive the widgets
+    assert page.iterations.value() == m.default_iterations
+    assert page.every.value() == m.default_every
+    for p in m.params:
+        field = page.fields[p.name]
+        assert (p.help or p.label) in field.widget.tooltip
+        inside = page.collapsible is not None and _descends(field.widget.native, page.collapsible)
+        assert inside == p.advanced
+
+
+def test_a_registered_method_appears_without_special_code(qtbot, monkeypatch):
+    from tomoprior._qt.method_panel import MethodPanel
+
+    fake = Method(
+        name="fake",
+        label="Fake",
+        module="tomoprior.algorithms.sirt",
+        function="sirt",
+        description="a test entry",
+        params=(
+            Param("k", 3, "K", "an int", min=1, max=9),
+            Param("mode", "a", "Mode", "a choice", choices=("a", "b")),
+            Param("w", 0.5, "W", "a float", min=0.0, max=1.0, advanced=True),
+            Param("lam", 0.1, "λ", "auto or number", min=0.0, allow_auto=True, log=True),
+        ),
+        default_iterations=7,
+        default_every=7,
+    )
+    monkeypatch.setitem(METHODS, "fake", fake)
+    panel = MethodPanel()
+    qtbot.addWidget(panel)
+    panel.set_method("fake")
+    assert panel.method() is fake and panel.iterations() == 7
+    assert panel.params() == {"k": 3, "mode": "a", "w": 0.5, "lam": 0.1}
+    panel.page.fields["lam"].set("auto")
+    panel.page.fields["mode"].set("b")
+    assert panel.params()["lam"] == "auto" and panel.params()["mode"] == "b"
+    panel.page.fields["lam"].set("much")
+    with pytest.raises(ValueError, match=r"^λ: "):
+        panel.params()
+    panel.page.reset()
+    assert panel.params()["lam"] == 0.1
+
+
+def test_log_parameters_keep_small_values(qtbot):
+    from tomoprior._qt.param_widgets import ParamField
+
+    f = ParamField(Param("lr", 2e-3, "Learning rate", "Adam step", min=1e-6, max=1.0, log=True))
+    qtbot.addWidget(f.widget.native)
+    assert f.value() == pytest.approx(2e-3)
+    f.set(3e-5)
+    assert f.value() == pytest.approx(3e-5)
+
+
+def test_loss_plot_paints(qtbot):
+    from tomoprior._qt.loss_plot import LossPlot
+
+    plot = LossPlot()
+    qtbot.addWidget(plot)
+    plot.resize(300, 110)
+    plot.grab()  # empty
+    for i in range(1, 20):
+        plot.add(i, 1.0 / i, 2.0 / i if i % 2 else None)
+    plot.add(20, float("nan"), -1.0)  # skipped on a log scale
+    assert len(plot.train) == 19 and len(plot.val) == 10
+    assert not plot.grab().isNull()
+
+
+class _Rec:
+    """A stand-in Reconstruction yielding ``n`` tiny steps."""
+
+    def __init__(self, n, fail_at=None):
+        self.n, self.fail_at, self.i = n, fail_at, 0
+        self.finished = self.stopped = False
+        self.last = None
+        self.device = "cpu"
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self.i == self.fail_at:
+            raise GeometryError("bad geometry at step")
+        if self.i >= self.n:
+            self.finished = True
+            raise StopIteration
+        self.i += 1
+        self.last = Step(self.i, np.zeros((2, 2, 2), np.float32), 1.0 / self.i, {}, self.n)
+        return self.last
+
+    def close(self):
+        if not self.finished:
+            self.stopped = True
+
+
+def _run(qtbot, controller, jobs):
+    events = {"steps": [], "finished": [], "failed": [], "ended": []}
+    controller.step.connect(events["steps"].append)
+    controller.job_finished.connect(events["finished"].append)
+    controller.failed.connect(events["failed"].append)
+    controller.run_ended.connect(events["ended"].append)
+    controller.start(jobs)
+    qtbot.waitUntil(lambda: not controller.busy, timeout=20_000)
+    return events
+
+
+def test_controller_throttles_and_always_shows_the_last_step(qtbot):
+    from tomoprior._qt.controller import Job, RunController, RunState
+
+    c = RunController(interval_ms=60_000)
+    ev = _run(qtbot, c, [Job("a", lambda: _Rec(50)), Job("b", lambda: _Rec(30))])
+    assert c.steps_received == 80
+    assert c.steps_shown <= 4  # first and last of each job
+    last_a = [e for e in ev["steps"] if e.index == 0][-1]
+    assert last_a.step.iteration == 50
+    assert ev["steps"][-1].step.iteration == 30
+    assert [f.index for f in ev["finished"]] == [0, 1]
+    assert ev["ended"] == [RunState.DONE] and c.state == RunState.DONE
+    c.start([Job("long", lambda: _Rec(10**9))])
+    with pytest.raises(RuntimeError, match="in progress"):  # never two workers
+        c.start([Job("other", lambda: _Rec(1))])
+    c.stop()
+    assert c.state == RunState.STOPPING
+    qtbot.waitUntil(lambda: not c.busy, timeout=20_000)
+    assert c.state == RunState.STOPPED
+
+
+def test_controller_reports_errors_as_events(qtbot):
+    from tomoprior._qt.controller import Job, RunController, RunState
+
+    def boom():
+        raise MemoryError()
+
+    c = RunController(interval_ms=0)
+    ev = _run(qtbot, c, [Job("a", lambda: _Rec(5, fail_at=2)), Job("b", boom)])
+    (failed,) = ev["failed"]
+    assert failed.index == 0 and failed.message == "bad geometry at step"
+    assert c.state == RunState.FAILED and ev["ended"] == [RunState.FAILED]
+    ev = _run(qtbot, RunController(), [Job("b", boom, info={"device": "cpu"})])
+    msg = ev["failed"][0].message
+    assert msg.startswith("Out of memory") and "CPU" not in msg
+
+
+def test_controller_evaluation_error_keeps_the_volume(qtbot):
+    from tomoprior._qt.controller import Job, RunController
+
+    def evaluate(rec):
+        raise GeometryError("reference has another shape")
+
+    ev = _run(qtbot, RunController(), [Job("a", lambda: _Rec(3), evaluate=evaluate)])
+    (fin,) = ev["finished"]
+    assert fin.error == "reference has another shape" and fin.rec.last.iteration == 3
+
+
+def test_messages():
+    from tomoprior._qt.messages import user_message
+    from tomoprior._qt.progress import format_seconds
+
+    assert user_message(GeometryError("angles bad")) == "angles bad"
+    assert user_message(ValueError("λ must be >= 0\nmore")) == "λ must be >= 0"
+    assert user_message(RuntimeError("CUDA out of memory")).startswith("Out of memory")
+    assert user_message(KeyError("x")).startswith("Reconstruction failed (KeyError)")
+    assert format_seconds(3.21) == "3.2 s" and format_seconds(125) == "2 min 05 s"

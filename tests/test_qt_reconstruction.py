@@ -1,0 +1,304 @@
+"""The Reconstruction dock widget (pytest-qt under Xvfb), created through the manifest."""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+
+from tomoprior._napari._layers import tilt_series_layer_data, tilt_series_metadata
+from tomoprior.geometry import angles_from_range
+
+pytestmark = pytest.mark.gui
+
+PLUGIN = "napari-tomoprior"
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """A 32 px blobs phantom seen at 13 tilts (-60..60°, 10° steps)."""
+    from tomoprior.phantoms import make_phantom, simulate
+
+    ph = make_phantom("blobs", 32, seed=0)
+    series, geom = simulate(ph, angles_from_range(-60, 60, 10), seed=0, device="cpu")
+    return series, geom
+
+
+@pytest.fixture
+def notes():
+    """Notifications napari shows (severity, message)."""
+    from napari.utils.notifications import notification_manager
+
+    got = []
+
+    def keep(n):
+        got.append((str(n.severity), str(n.message)))
+
+    notification_manager.notification_ready.connect(keep)
+    yield got
+    notification_manager.notification_ready.disconnect(keep)
+
+
+def errors(notes):
+    return [m for s, m in notes if s.lower() == "error"]
+
+
+def add_series(viewer, series, angles, name="tiny", pixel_size=0.5, axis=0.0):
+    md = tilt_series_metadata(
+        angles=angles,
+        tilt_axis=axis,
+        pixel_size=pixel_size,
+        angle_source="test",
+        source=f"test {name}",
+    )
+    data, kwargs, _ = tilt_series_layer_data(series, md, name)
+    return viewer.add_image(data, **kwargs)
+
+
+@pytest.fixture
+def widget(make_napari_viewer, tiny):
+    from tomoprior._qt.reconstruction import ReconstructionWidget
+
+    viewer = make_napari_viewer()
+    series, geom = tiny
+    add_series(viewer, series, geom.angles)
+    _, w = viewer.window.add_plugin_dock_widget(PLUGIN, "Reconstruction")
+    assert isinstance(w, ReconstructionWidget)
+    w.controller.interval_ms = 0  # show every step in tests
+    yield w
+    w.controller.shutdown()
+
+
+def set_sirt(w, iterations=20, every=2):
+    w.method_panel.set_method("sirt")
+    w.method_panel.page.iterations.setValue(iterations)
+    w.method_panel.page.every.setValue(every)
+
+
+def results(viewer):
+    return [lay for lay in viewer.layers if lay.metadata.get("tomoprior_kind") == "volume"]
+
+
+def test_smoke_through_manifest(make_napari_viewer):
+    viewer = make_napari_viewer()
+    _, w = viewer.window.add_plugin_dock_widget(PLUGIN, "Reconstruction")
+    from tomoprior.algorithms import METHODS
+
+    assert [w.method_panel.combo.itemData(i) for i in range(w.method_panel.combo.count())] == list(
+        METHODS
+    )
+    assert w.tilt.layer() is None
+    assert not w.stop_button.isEnabled()
+
+
+def test_run_updates_one_live_layer_and_finishes(widget, qtbot, notes):
+    w, viewer = widget, widget.viewer
+    user_layer = viewer.layers["tiny"]
+    before = np.array(user_layer.data, copy=True)
+    set_sirt(w, 20, 2)
+    data_events = []
+    viewer.layers.events.inserted.connect(
+        lambda e: e.value.events.data.connect(lambda _: data_events.append(1))
+    )
+    w.run_button.click()
+    qtbot.waitUntil(lambda: not w.controller.busy, timeout=60_000)
+    assert w.controller.state.value == "done"
+    (out,) = results(viewer)
+    assert len(viewer.layers) == 2
+    assert w.live.updates > 2 and len(data_events) >= 2  # updated in place, more than once
+    assert out.name == "SIRT [it 20/20] tiny"
+    assert out.data.shape == (32, 32, 32)
+    assert np.isfinite(out.data).all() and out.data.max() > 0
+    assert tuple(out.scale) == pytest.approx((0.5, 0.5, 0.5))
+    prov = out.metadata["provenance"]
+    assert prov["method"] == "sirt" and prov["iterations"] == 20
+    assert prov["kept_tilts"] == list(range(13)) and prov["device"] == "cpu"
+    assert out.metadata["pixel_size"] == pytest.approx(0.5)
+    np.testing.assert_array_equal(user_layer.data, before)  # the user's data are untouched
+    assert not errors(notes)
+    assert "Done" in w.progress.status.text()
+    assert w.progress.loss.train  # the loss plot got points
+
+
+def test_tilt_selection_binning_and_slab_placement(widget, qtbot):
+    w, viewer = widget, widget.viewer
+    t = w.tilt
+    t.range_min.setValue(-40)
+    t.range_max.setValue(40)
+    t.increment.setValue(20)
+    assert t.kept_label.text().startswith("Keeps 5 of 13 tilts")
+    t.binning.setCurrentIndex(1)  # 2×
+    t.slab_check.setChecked(True)
+    t.slab_from.setValue(8)
+    t.slab_to.setValue(16)
+    w.method_panel.set_method("wbp")
+    w.run_button.click()
+    qtbot.waitUntil(lambda: not w.controller.busy, timeout=60_000)
+    (out,) = results(viewer)
+    assert out.name == "WBP tiny"
+    assert out.data.shape == (16, 16, 4)  # horizontal axis: the slab is along x
+    assert tuple(out.scale) == pytest.approx((1.0, 1.0, 1.0))  # 0.5 nm binned 2×
+    assert tuple(out.translate) == pytest.approx(
+        (0.0, 0.0, 4.0)
+    )  # 4 binned px × 1 nm = 8 px × 0.5 nm
+    prov = out.metadata["provenance"]
+    assert prov["kept_angles"] == pytest.approx([-40, -20, 0, 20, 40])
+    assert prov["binning"] == 2
+
+
+def test_start_step_for_a_series_without_angles(widget, qtbot, tiny):
+    w, viewer = widget, widget.viewer
+    series, _ = tiny
+    layer = add_series(viewer, series, None, name="bare")
+    w.tilt.set_layer(layer)
+    assert w.tilt.use_start_step.isChecked() and not w.tilt.use_start_step.isEnabled()
+    assert "No tilt angles" in w.tilt.angles_label.text()
+    w.tilt.start.setValue(-60)
+    w.tilt.step.setValue(10)
+    geom = w.tilt.geometry()
+    assert geom.angles == pytest.approx(angles_from_range(-60, 60, 10))
+    assert w.tilt.range_min.value() == -60 and w.tilt.range_max.value() == 60
+    set_sirt(w, 4, 2)
+    w.run_button.click()
+    qtbot.waitUntil(lambda: not w.controller.busy, timeout=60_000)
+    assert (
+        results(viewer)[-1]
+        .metadata["provenance"]["geometry"]["angle_source"]
+        .startswith("start -60")
+    )
+
+
+def test_stop_mid_run_keeps_the_last_volume(widget, qtbot, notes):
+    w, viewer = widget, widget.viewer
+    set_sirt(w, 1_000_000, 1)
+    w.run_button.click()
+    qtbot.waitUntil(lambda: w.controller.steps_received >= 3, timeout=60_000)
+    assert w.stop_button.isEnabled()
+    w.stop_button.click()
+    qtbot.waitUntil(lambda: not w.controller.busy, timeout=10_000)
+    assert w.controller.state.value == "stopped"
+    (out,) = results(viewer)
+    assert "stopped at it" in out.name
+    assert out.data.shape == (32, 32, 32) and out.data.max() > 0
+    assert out.metadata["provenance"]["stopped_early"] is True
+    assert not errors(notes)
+
+
+def test_run_while_running_asks_and_restarts(widget, qtbot, monkeypatch):
+    from qtpy.QtWidgets import QMessageBox
+
+    w, viewer = widget, widget.viewer
+    answers = []
+    monkeypatch.setattr(
+        QMessageBox, "question", lambda *a, **k: answers.append(1) or QMessageBox.Cancel
+    )
+    set_sirt(w, 1_000_000, 1)
+    w.run_button.click()
+    qtbot.waitUntil(lambda: w.controller.steps_received >= 2, timeout=60_000)
+    w.run_button.click()  # cancel: the run goes on
+    assert answers and w.controller.busy and w.controller.state.value == "running"
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.Yes)
+    set_sirt(w, 6, 2)
+    w.run_button.click()  # stop the current one, then start the new one
+    qtbot.waitUntil(lambda: not w.controller.busy and w._queued is None, timeout=60_000)
+    assert w.controller.state.value == "done"
+    names = [lay.name for lay in results(viewer)]
+    assert len(names) == 2 and any("stopped" in n for n in names)
+    assert "SIRT [it 6/6] tiny" in names
+
+
+def test_reuse_layer(widget, qtbot):
+    w, viewer = widget, widget.viewer
+    set_sirt(w, 4, 2)
+    w.run_button.click()
+    qtbot.waitUntil(lambda: not w.controller.busy, timeout=60_000)
+    first = results(viewer)[0]
+    w.reuse.setChecked(True)
+    w.method_panel.set_method("wbp")
+    w.run_button.click()
+    qtbot.waitUntil(lambda: not w.controller.busy, timeout=60_000)
+    (only,) = results(viewer)
+    assert only is first and only.metadata["provenance"]["method"] == "wbp"
+    w.reuse.setChecked(False)
+    w.run_button.click()
+    qtbot.waitUntil(lambda: not w.controller.busy, timeout=60_000)
+    assert len(results(viewer)) == 2
+
+
+def test_no_layer_gives_a_notification(make_napari_viewer, notes):
+    viewer = make_napari_viewer()
+    _, w = viewer.window.add_plugin_dock_widget(PLUGIN, "Reconstruction")
+    w.run_button.click()
+    assert not w.controller.busy
+    assert any("no tilt series" in m for m in errors(notes))
+
+
+def test_2d_layer_gives_a_notification(make_napari_viewer, notes):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((16, 16), np.float32), name="flat")
+    _, w = viewer.window.add_plugin_dock_widget(PLUGIN, "Reconstruction")
+    assert w.tilt.layer().name == "flat"
+    w.run_button.click()
+    assert not w.controller.busy
+    assert any("2D" in m and "3D stack" in m for m in errors(notes))
+
+
+def test_angle_count_mismatch_gives_a_notification(widget, tiny, notes):
+    w, viewer = widget, widget.viewer
+    series, geom = tiny
+    layer = add_series(viewer, series, geom.angles[:-1], name="short")  # 12 angles, 13 images
+    w.tilt.set_layer(layer)
+    assert "12 angles" in w.tilt.angles_label.text()
+    w.run_button.click()
+    assert not w.controller.busy
+    assert any("12 tilt angles for 13 images" in m for m in errors(notes))
+
+
+def test_bad_parameter_gives_a_notification(widget, notes):
+    w = widget
+    w.method_panel.set_method("cstv")
+    w.method_panel.page.fields["lam"].set("lots")
+    w.run_button.click()
+    assert not w.controller.busy
+    assert any(m.startswith("TV weight") for m in errors(notes))
+
+
+def test_worker_errors_are_one_line_notifications(widget, qtbot, notes, monkeypatch):
+    class OutOfMemory:
+        finished, last, device = False, None, "cuda"
+
+        def __iter__(self):
+            return self
+
+        def __next__(self):
+            raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB\n(long text)")
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr("tomoprior.run.run", lambda *a, **k: OutOfMemory())
+    w = widget
+    w.run_button.click()
+    qtbot.waitUntil(lambda: not w.controller.busy, timeout=10_000)
+    assert w.controller.state.value == "failed"
+    (msg,) = errors(notes)
+    assert msg.startswith("Out of memory") and "binning" in msg and "CPU" in msg
+    assert "\n" not in msg
+    assert not results(w.viewer)
+
+
+def test_writer_saves_the_result_with_provenance(widget, qtbot, tmp_path):
+    from tomoprior import io
+
+    w, viewer = widget, widget.viewer
+    set_sirt(w, 4, 2)
+    w.run_button.click()
+    qtbot.waitUntil(lambda: not w.controller.busy, timeout=60_000)
+    (out,) = results(viewer)
+    path = tmp_path / "result.tif"
+    written = out.save(str(path), plugin=PLUGIN)
+    assert written
+    prov = io.read_provenance(path)
+    assert prov["method"] == "sirt" and prov["iterations"] == 4
+    back = io.read(path)
+    assert back.pixel_size == pytest.approx(0.5, rel=1e-4)
