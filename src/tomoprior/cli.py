@@ -199,7 +199,9 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     if args.align:
         from .alignment import align_series
 
-        data, g, _ = align_series(f.load(), g, method="xcorr")
+        # the found geometry (shifts, fine axis) is applied by run() in its single resampling
+        data = f.load()
+        _, g, _ = align_series(data, g, method=args.align_method)
     params = _parse_params(args.param)
     rec = run(
         m.name, data, g,
@@ -280,7 +282,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_align(args: argparse.Namespace) -> int:
     from . import io
-    from .alignment import align_series, write_transforms
+    from .alignment import align_series, aligned_geometry, write_transforms
 
     out = Path(args.output)
     if out.resolve() == Path(args.path).resolve():
@@ -289,17 +291,25 @@ def cmd_align(args: argparse.Namespace) -> int:
     g = _geometry(f, args)
     t0 = time.perf_counter()
     bar = Progress(None, "align")
+    options: dict[str, Any] = {"device": args.device}
+    if args.no_axis:
+        options["axis"] = False
+    if args.bin:
+        options["binning"] = args.bin
+    if args.rounds:
+        options["rounds"] = args.rounds
     aligned, g2, report = align_series(
-        f.load(), g, method=args.method, progress=lambda msg: bar.update(0, None, msg)
+        f.load(), g, method=args.method, progress=lambda msg: bar.update(0, None, msg), **options
     )
     bar.finish()
-    io.write_tilt_series(out, aligned, g2.replace(shifts=None))
+    io.write_tilt_series(out, aligned, aligned_geometry(g2))
     paths = write_transforms(out.with_suffix(""), g2, report)
     secs = time.perf_counter() - t0
     print(f"wrote {out} and {', '.join(p.name for p in paths)} in {secs:.1f}s", file=sys.stderr)
     if args.json:
         _emit_json({"output": str(out), "transforms": [str(p) for p in paths],
-                    "tilt_axis": g2.tilt_axis, "shifts": g2.shifts.tolist(),
+                    "tilt_axis": g2.tilt_axis, "aligned_tilt_axis": aligned_geometry(g2).tilt_axis,
+                    "shifts": g2.shifts.tolist(),
                     "seconds": round(secs, 2), **{k: v for k, v in report.items() if k != "steps"}})
     return 0
 
@@ -353,7 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fraction of detector pixels held out for validation")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--chunk", type=int, metavar="N", help="reconstruct in slabs of N slices")
-    p.add_argument("--align", action="store_true", help="align the series (cross-correlation) first")
+    p.add_argument("--align", action="store_true", help="align the series first")
+    p.add_argument("--align-method", choices=["xcorr", "com", "pm"], default="xcorr",
+                   help="alignment method with --align (default xcorr)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_reconstruct)
 
@@ -377,8 +389,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("align", help="align a tilt series (shifts and tilt axis)")
     p.add_argument("path")
     p.add_argument("-o", "--output", required=True, help="aligned stack (.tif/.mrc)")
-    p.add_argument("--method", choices=["xcorr", "com", "pm"], default="xcorr")
+    p.add_argument("--method", choices=["xcorr", "com", "pm"], default="xcorr",
+                   help="cross-correlation, centre of mass, or projection matching")
     _add_common_recon_args(p)
+    p.add_argument("--no-axis", action="store_true", help="keep the tilt axis as given")
+    p.add_argument("--bin", type=int, metavar="N", help="bin images for the correlation step")
+    p.add_argument("--rounds", type=int, metavar="N", help="projection-matching rounds (pm)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_align)
 

@@ -1,0 +1,168 @@
+"""The `tomoprior` command line: info, reconstruct, simulate, methods, errors."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tomoprior import io
+from tomoprior.cli import main
+from tomoprior.geometry import TiltGeometry, angles_from_range
+
+
+@pytest.fixture
+def series_file(tmp_path, small_series):
+    series, g, _ = small_series
+    path = tmp_path / "tilts.tif"
+    io.write_tilt_series(path, series, g)
+    return path, series, g
+
+
+def _json_tail(out: str) -> dict:
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_info_text_and_json(series_file, capsys):
+    path, series, g = series_file
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "41 from -60° to 60°, step 3°" in out
+    assert main(["info", str(path), "--json"]) == 0
+    info = _json_tail(capsys.readouterr().out)
+    assert info["n_tilts"] == 41 and info["angle_step"] == 3.0 and info["shape"] == [41, 32, 32]
+
+
+def test_reconstruct_sirt_writes_volume_with_provenance(series_file, tmp_path, capsys):
+    path, series, g = series_file
+    out = tmp_path / "vol.mrc"
+    rc = main(["reconstruct", str(path), "-o", str(out), "--method", "sirt", "--iterations", "12",
+               "--tilt-range", "-45", "45", "--tilt-increment", "9", "--json"])
+    assert rc == 0
+    summary = _json_tail(capsys.readouterr().out)
+    assert summary["method"] == "sirt" and summary["iterations"] == 12
+    assert summary["kept_angles"] == [-45.0, -36.0, -27.0, -18.0, -9.0, 0.0, 9.0, 18.0, 27.0, 36.0, 45.0]
+    vol = io.read(out)
+    assert vol.data.shape == (32, 32, 32)
+    prov = io.read_provenance(out)
+    assert prov["method"] == "sirt" and prov["parameters"]["relaxation"] == 1.0
+
+
+def test_reconstruct_slices_bin_and_params(series_file, tmp_path, capsys):
+    path, _, _ = series_file
+    out = tmp_path / "slab.tif"
+    rc = main(["reconstruct", str(path), "-o", str(out), "--method", "cstv", "--iterations", "5",
+               "--bin", "2", "--slices", "8:24", "--param", "lam=0.05", "--json"])
+    assert rc == 0
+    s = _json_tail(capsys.readouterr().out)
+    assert s["volume_shape"] == [16, 16, 8] and s["parameters"]["lam"] == 0.05
+
+
+def test_angles_from_start_step(tmp_path, small_series, capsys):
+    series, _, _ = small_series
+    raw = tmp_path / "noangles.npy"
+    np.save(raw, series)
+    out = tmp_path / "v.tif"
+    assert main(["reconstruct", str(raw), "-o", str(out), "--method", "wbp"]) == 2
+    assert "no tilt angles" in capsys.readouterr().err
+    assert main(["reconstruct", str(raw), "-o", str(out), "--method", "wbp",
+                 "--tilt-start", "-60", "--tilt-step", "3"]) == 0
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        ("missing", "not found"),
+        ("badext", "unknown extension"),
+        ("mismatch", "angle"),
+        ("nan", "NaN"),
+        ("samefile", "must differ"),
+        ("badparam", "relaxation"),
+    ],
+)
+def test_user_errors_exit_2_with_one_line(tmp_path, small_series, capsys, setup, message):
+    series, g, _ = small_series
+    src = tmp_path / "in.tif"
+    args = ["reconstruct", str(src), "-o", str(tmp_path / "out.tif"), "--method", "sirt",
+            "--iterations", "2"]
+    if setup == "missing":
+        args[1] = str(tmp_path / "nope.tif")
+    elif setup == "badext":
+        args[1] = str(tmp_path / "x.xyz")
+        (tmp_path / "x.xyz").write_text("hello")
+    elif setup == "mismatch":
+        io.write_tilt_series(src, series[:-1])
+        args += ["--angles", str(_angle_file(tmp_path, g.angles))]
+    elif setup == "nan":
+        bad = series.copy()
+        bad[2, 3, 4] = np.nan
+        io.write_tilt_series(src, bad, g)
+    elif setup == "samefile":
+        io.write_tilt_series(src, series, g)
+        args[3] = str(src)
+    elif setup == "badparam":
+        io.write_tilt_series(src, series, g)
+        args += ["--param", "relaxation=5"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("tomoprior: error:")
+    assert message.lower() in err[0].lower()
+    if setup == "samefile":
+        assert io.read(src).data.shape == series.shape  # input untouched
+
+
+def _angle_file(tmp_path, angles):
+    p = tmp_path / "angles.tlt"
+    p.write_text("\n".join(f"{a:g}" for a in angles))
+    return p
+
+
+def test_simulate_writes_series_truth_and_geometry(tmp_path, capsys):
+    out = tmp_path / "sim.tif"
+    rc = main(["simulate", "blobs", "-o", str(out), "--size", "24", "--tilt-range", "-60", "60",
+               "--tilt-step", "10", "--misalign", "2", "--axis-error", "1.5", "--noise", "poisson",
+               "--dose", "1000", "--json"])
+    assert rc == 0
+    f = io.read(out)
+    assert f.data.shape == (13, 24, 24)
+    np.testing.assert_allclose(f.geometry.angles, angles_from_range(-60, 60, 10))
+    truth = json.loads((tmp_path / "sim_geometry.json").read_text())
+    g = TiltGeometry.from_dict(truth["geometry"])
+    assert g.tilt_axis == pytest.approx(1.5)
+    assert np.abs(g.shifts).max() <= 2.0 + 1e-6 and np.abs(g.shifts).max() > 0
+    assert io.read(tmp_path / "sim_truth.tif").data.shape == (24, 24, 24)
+
+
+def test_methods_lists_registry(capsys):
+    assert main(["methods", "--json"]) == 0
+    m = _json_tail(capsys.readouterr().out)
+    assert {"wbp", "sirt", "cstv", "diptv", "inr"} <= set(m)
+    assert m["cstv"]["params"]["lam"] == pytest.approx(m["cstv"]["params"]["lam"])
+
+
+def test_entry_point_runs():
+    res = subprocess.run([sys.executable, "-m", "tomoprior.cli", "--version"], capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 0 and "napari-tomoprior" in res.stdout
+
+
+def test_align_then_reconstruct(tmp_path, capsys):
+    from tomoprior.phantoms import make_phantom, simulate
+
+    ph = make_phantom("pt_haadf", 32, seed=2, supersample=2)
+    series, true = simulate(ph, angles_from_range(-60, 60, 5), shifts=2.0, seed=2)
+    src = tmp_path / "raw.tif"
+    io.write_tilt_series(src, series, true.replace(shifts=None))
+    out = tmp_path / "aligned.tif"
+    assert main(["align", str(src), "-o", str(out), "--no-axis", "--json"]) == 0
+    res = _json_tail(capsys.readouterr().out)
+    assert (tmp_path / "aligned.xf").exists() and (tmp_path / "aligned.json").exists()
+    found = np.asarray(res["shifts"])
+    assert np.abs(found).max() > 0.5
+    aligned = io.read(out)
+    assert aligned.geometry.tilt_axis == 0.0 and not np.any(aligned.geometry.shifts)
+    vol = tmp_path / "v.tif"
+    assert main(["reconstruct", str(src), "-o", str(vol), "--method", "sirt", "--iterations", "5",
+                 "--align", "--json"]) == 0
+    assert _json_tail(capsys.readouterr().out)["iterations"] == 5
