@@ -5,11 +5,15 @@ magicgui. One widget per module:
 
 ``reconstruction``  the Reconstruction dock widget
 ``comparison``      the Compare methods dock widget
+``alignment``       the Alignment dock widget (shifts, tilt axis, hand check of the axis)
+``align_model``     its Qt-free model: binning, hand-set axis, preview slices, layer metadata
+``shift_plot``      the tiny QPainter plot of the shifts per tilt
 ``tilt_panel``      tilt-series layer, angles, tilt selection, axis, binning, slab (shared)
 ``method_panel``    method selector and parameter pages, built from ``METHODS``
 ``param_widgets``   one magicgui widget per ``Param``
 ``device_picker``   device combo with its description
-``controller``      RunController: at most one background worker, typed run state
+``controller``      RunController: at most one background worker, typed run state;
+                    TaskRunner: the same for one function with progress messages
 ``progress``        progress bar, times and the live loss plot
 ``loss_plot``       the tiny QPainter loss plot
 ``live_layer``      the one result layer a run updates in place; shared contrast

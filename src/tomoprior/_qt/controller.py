@@ -13,6 +13,10 @@ Stop sets a flag that the worker checks after every step; it then closes the
 reconstruction *in the worker thread* (releasing its resources) and reports
 the job as stopped, keeping its last volume. Exceptions never leave the
 worker: they become a :class:`RunFailed` event with a one-line message.
+
+:class:`TaskRunner` is the same idea for one plain function that reports
+progress through a callback (e.g. the alignment): one worker, a typed
+state, messages relayed to the main thread, Stop checked at every message.
 """
 
 from __future__ import annotations
@@ -37,6 +41,9 @@ __all__ = [
     "RunController",
     "RunFailed",
     "RunState",
+    "TaskCancelled",
+    "TaskOutcome",
+    "TaskRunner",
 ]
 
 
@@ -262,3 +269,109 @@ class RunController(QObject):
             outcome = RunState.STOPPED
         self._set_state(outcome)
         self.run_ended.emit(outcome)
+
+
+class TaskCancelled(Exception):
+    """Raised by a :class:`TaskRunner`'s progress callback once Stop was asked for."""
+
+
+@dataclass(frozen=True)
+class TaskOutcome:
+    state: RunState  # DONE, STOPPED or FAILED
+    result: Any = None
+    message: str = ""
+
+
+class TaskRunner(QObject):
+    """Runs one function ``fn(progress) -> result`` at a time in a napari worker thread.
+
+    ``progress(msg)`` relays ``msg`` to the main thread (signal ``message``)
+    and raises :class:`TaskCancelled` once :meth:`stop` was called, so a
+    stop takes effect at the next message; a result that arrives after a
+    stop is discarded. Exceptions never leave the worker: they end the task
+    as FAILED with a one-line message (``what`` names the task in it).
+
+    Signals
+    -------
+    state_changed(RunState)
+    message(str)
+    finished(TaskOutcome)   after the worker thread has finished
+    """
+
+    message = Signal(str)
+    state_changed = Signal(object)
+    finished = Signal(object)
+
+    def __init__(self, parent: QObject | None = None, what: str = "Task") -> None:
+        super().__init__(parent)
+        self.what = what
+        self.state = RunState.IDLE
+        self._worker: Any = None
+        self._outcome: TaskOutcome | None = None
+        self._cancel = threading.Event()
+        self.destroyed.connect(lambda *_: self._cancel.set())
+
+    @property
+    def busy(self) -> bool:
+        return self._worker is not None
+
+    def start(self, fn: Callable[[Callable[[str], None]], Any], device: str | None = None) -> None:
+        """Run ``fn`` in the background; raises RuntimeError while busy."""
+        if self.busy:
+            raise RuntimeError(f"{self.what} in progress: stop it first")
+        from napari.qt.threading import create_worker
+
+        cancel = self._cancel = threading.Event()
+        relay, what = self.message, self.what
+
+        def progress(msg: str) -> None:
+            if cancel.is_set():
+                raise TaskCancelled(what)
+            relay.emit(str(msg))
+
+        def work() -> TaskOutcome:
+            try:
+                result = fn(progress)
+            except TaskCancelled:
+                return TaskOutcome(RunState.STOPPED)
+            except Exception as exc:
+                msg = user_message(exc, device=device, what=what)
+                return TaskOutcome(RunState.FAILED, message=msg)
+            return TaskOutcome(RunState.STOPPED if cancel.is_set() else RunState.DONE, result)
+
+        self._outcome = None
+        worker = create_worker(work, _start_thread=False)
+        worker.returned.connect(self._on_returned)
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        self._set_state(RunState.RUNNING)
+        worker.start()
+
+    def stop(self) -> None:
+        """Ask the task to stop at its next progress message; its result is discarded."""
+        if self.busy and not self._cancel.is_set():
+            self._cancel.set()
+            self._set_state(RunState.STOPPING)
+
+    def wait(self, timeout: float = 30.0) -> bool:
+        """Block (processing Qt events) until the task has ended; for scripts and tests."""
+        from qtpy.QtWidgets import QApplication
+
+        end = time.monotonic() + timeout
+        while self.busy and time.monotonic() < end:
+            QApplication.processEvents()
+            time.sleep(0.01)
+        return not self.busy
+
+    def _set_state(self, state: RunState) -> None:
+        self.state = state
+        self.state_changed.emit(state)
+
+    def _on_returned(self, outcome: TaskOutcome) -> None:
+        self._outcome = outcome
+
+    def _on_finished(self) -> None:
+        self._worker = None
+        outcome = self._outcome or TaskOutcome(RunState.FAILED, message=f"{self.what} failed")
+        self._set_state(outcome.state)
+        self.finished.emit(outcome)

@@ -23,8 +23,14 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
 
 
-def user_message(exc: BaseException, *, device: str | None = None) -> str:
-    """One line for the user; unexpected errors are also logged with their traceback."""
+def user_message(
+    exc: BaseException, *, device: str | None = None, what: str = "Reconstruction"
+) -> str:
+    """One line for the user; unexpected errors are also logged with their traceback.
+
+    ``what`` names the task in the message of an unexpected error
+    (``"Reconstruction failed (KeyError): ..."``).
+    """
     if is_out_of_memory(exc):
         gpu = device is None or not str(device).startswith("cpu")
         return OOM_MESSAGE + (", or use the CPU device" if gpu else "") + "."
@@ -33,9 +39,9 @@ def user_message(exc: BaseException, *, device: str | None = None) -> str:
         return text or type(exc).__name__
     if isinstance(exc, ValueError) and text:  # parameter parsing and range checks
         return text.splitlines()[0]
-    logger.error("reconstruction failed", exc_info=exc)
+    logger.error("%s failed", what.lower(), exc_info=exc)
     first = text.splitlines()[0] if text else ""
-    return f"Reconstruction failed ({type(exc).__name__}): {first}".rstrip(": ")
+    return f"{what} failed ({type(exc).__name__}): {first}".rstrip(": ")
 
 
 def notify_error(message: str) -> None:
