@@ -75,18 +75,27 @@ def _pdhg(
     mask: torch.Tensor | None,
     nonneg: bool,
     adaptive: bool,
+    state: dict | None = None,
 ) -> Iterator[tuple[int, torch.Tensor, dict]]:
-    """Adaptive Chambolle-Pock iterations; yields ``(k, x, info)`` after each."""
+    """Adaptive Chambolle-Pock iterations; yields ``(k, x, info)`` after each.
+
+    ``info["state"]`` (dual variables and step sizes) lets a later call
+    continue exactly where this one stopped.
+    """
     norm_a = A.norm()
     s = norm_a / GRAD_NORM  # grad scaled to the projector's norm
     L = norm_a * 2**0.5  # ||[A; s grad]||
     tau = sigma = 0.99 / L
     alpha, eta, delta = 0.5, 0.95, 1.5
     bound = lam_eff / s  # dual ball radius of the scaled TV term
-    p = torch.zeros_like(y)  # dual of the data term
-    q = x.new_zeros((3, *x.shape))  # dual of the TV term
+    if state is not None:  # exact continuation of an earlier call
+        p, q = state["p"].to(y), state["q"].to(x)
+        tau, sigma, alpha = state["tau"], state["sigma"], state["alpha"]
+    else:
+        p = torch.zeros_like(y)  # dual of the data term
+        q = x.new_zeros((3, *x.shape))  # dual of the TV term
     ax, gx = A(x), grad3(x) * s
-    atp = torch.zeros_like(x)
+    atp = A.T(p)
     for k in range(1, iterations + 1):
         x_old, atp_old, ax_old, gx_old = x, atp, ax, gx
         # primal step: x <- prox(x - tau K^T [p; q])
@@ -103,6 +112,7 @@ def _pdhg(
         q = q / torch.clamp(torch.sqrt((q * q).sum(0, keepdim=True)) / bound, min=1.0)
         atp = A.T(p)
         info: dict = {"tau": tau, "sigma": sigma}
+        state_now = {"p": p, "q": q, "alpha": alpha}
         if adaptive:
             # residuals of Goldstein et al. (their eq. 7) with K^T dy = A^T dp - s div dq
             dx = x_old - x
@@ -120,6 +130,8 @@ def _pdhg(
             elif primal < dual / delta:
                 tau, sigma, alpha = tau * (1 - alpha), sigma / (1 - alpha), alpha * eta
             info.update(primal_residual=primal, dual_residual=dual)
+        state_now.update(tau=tau, sigma=sigma, alpha=alpha)
+        info["state"] = state_now
         yield k, x, info
 
 
@@ -128,7 +140,7 @@ def cstv(
     y: torch.Tensor | np.ndarray,
     *,
     iterations: int = 200,
-    lam: float | str = DEFAULT_LAM,
+    lam: float | str = "auto",
     x0: torch.Tensor | np.ndarray | None = None,
     every: int = 10,
     nonneg: bool = True,
@@ -137,6 +149,7 @@ def cstv(
     val_fraction: float = 0.05,
     seed: int = 0,
     start: int = 0,
+    resume: dict | None = None,
     **_: object,
 ) -> Iterator[Step]:
     """CS-TV reconstruction as a generator of :class:`~tomoprior.step.Step`.
@@ -163,6 +176,11 @@ def cstv(
     val_fraction, seed :
         Held-out split used by ``lam="auto"`` when no ``mask`` is given
         (with a mask, its held-out pixels are the validation set).
+    resume : dict, optional
+        ``extras["resume"]`` of the last Step of an earlier call: continues
+        that run exactly (primal and dual variables, step sizes, lambda), so
+        30 iterations equal 10 + 10 + 10. ``x0`` instead restarts the solver
+        from a volume.
 
     Yields
     ------
@@ -175,18 +193,23 @@ def cstv(
     m = None if mask is None else as_tensor(mask, A, "mask")
     every = max(1, int(every))
     try:
-        scale = estimate_scale(A, y, m)
-        yn = y / scale
-        x = init_volume(A, x0) / scale
         search: list[dict] = []
-        if isinstance(lam, str):
-            if lam.strip().lower() != "auto":
-                lam = float(lam)
-            else:
-                lam, x_best, search = yield from _auto_lambda(
-                    A, yn, x, m, iterations, nonneg, adaptive, val_fraction, seed, scale, start
-                )
-                x = x_best
+        if resume is not None:
+            scale, lam = float(resume["scale"]), float(resume["lam"])
+            x = resume["x"].to(device=A.device, dtype=A.dtype).clone()
+            yn = y / scale
+        else:
+            scale = estimate_scale(A, y, m)
+            yn = y / scale
+            x = init_volume(A, x0) / scale
+            if isinstance(lam, str):
+                if lam.strip().lower() != "auto":
+                    lam = float(lam)
+                else:
+                    lam, x_best, search = yield from _auto_lambda(
+                        A, yn, x, m, iterations, nonneg, adaptive, val_fraction, seed, scale, start
+                    )
+                    x = x_best
         lam = float(lam)
         if lam < 0:
             raise ValueError(f"lam must be >= 0, got {lam}")
@@ -195,12 +218,20 @@ def cstv(
         if iterations == 0:
             yield Step(start, snapshot(x * scale), None, {"lam": lam}, total)
             return
-        for k, xk, info in _pdhg(A, yn, x, lam_eff, iterations, m, nonneg, adaptive):
+        state = None if resume is None else resume["solver"]
+        for k, xk, info in _pdhg(A, yn, x, lam_eff, iterations, m, nonneg, adaptive, state):
             if k % every == 0 or k == iterations:
                 obj, data, tv = cstv_objective(A, xk, yn, lam_eff, m)
+                solver = info.pop("state")
                 extras = {"data": data, "tv": tv, "lam": lam, **info}
                 if search:
                     extras["lam_search"] = search
+                if k == iterations:
+                    extras["resume"] = {
+                        "x": xk.detach().cpu(), "scale": scale, "lam": lam,
+                        "solver": {n: (v.detach().cpu() if torch.is_tensor(v) else v)
+                                   for n, v in solver.items()},
+                    }
                 yield Step(start + k, snapshot(xk * scale), obj, extras, total)
     finally:
         release(A.device)
