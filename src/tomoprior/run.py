@@ -34,6 +34,7 @@ from .step import Step
 from .transforms import (
     bin_images,
     canonical_turns,
+    compose_corrections,
     orient_images,
     to_canonical,
     volume_from_canonical,
@@ -250,6 +251,7 @@ class Reconstruction(Iterator[Step]):
         self.source = source
         self.start = start
         self.last: Step | None = None
+        self.resume_state: Any = None
         self.seconds = 0.0
         self.finished = False
         self.stopped = False
@@ -320,6 +322,8 @@ class Reconstruction(Iterator[Step]):
                 kwargs["x0"] = torch.from_numpy(np.ascontiguousarray(x0c[:, os_:oe]))
             if held is not None:
                 kwargs["mask"] = torch.from_numpy(~held[:, os_:oe])
+            if self.resume_state is not None:
+                kwargs["resume"] = self.resume_state
             gen = fn(A, self._slab_data(os_, oe), **kwargs)
             try:
                 for step in gen:
@@ -338,9 +342,20 @@ class Reconstruction(Iterator[Step]):
         try:
             for st in gen:
                 vol = volume_from_canonical(st.volume, self.prepared.geometry)
-                yield Step(st.iteration, vol, st.loss, st.extras, st.total)
+                extras = st.extras
+                poses = extras.get("poses")
+                if poses is not None:
+                    extras = dict(extras)
+                    extras["geometry"] = self.learned_geometry(poses).to_dict()
+                yield Step(st.iteration, vol, st.loss, extras, st.total)
         finally:
             gen.close()
+
+    def learned_geometry(self, poses: Mapping[str, Any]) -> TiltGeometry:
+        """The prepared (selected, binned) geometry with a method's learned poses folded in."""
+        g = self.prepared.geometry
+        return compose_corrections(g, np.asarray(poses["shifts"]), float(poses["axis_correction"]),
+                                   np.asarray(poses["angle_offsets"]))
 
     def _canonical_x0(self, x0: np.ndarray) -> np.ndarray:
         x0 = np.asarray(x0, np.float32)
@@ -427,10 +442,21 @@ class Reconstruction(Iterator[Step]):
 
 
 def _scalar_extras(step: Step | None) -> dict[str, Any]:
-    """JSON-ready scalar extras of a step (chosen lambda, best iteration, ...)."""
+    """The JSON-ready extras of a step (chosen lambda, best iteration, learned poses, ...)."""
+    import json
+
     if step is None:
         return {}
-    return {k: v for k, v in step.extras.items() if isinstance(v, (int, float, str, bool)) or v is None}
+    out = {}
+    for k, v in step.extras.items():
+        if k in ("resume", "model"):
+            continue
+        try:
+            json.dumps(v)
+        except (TypeError, ValueError):
+            continue
+        out[k] = v
+    return out
 
 
 def run(
@@ -449,6 +475,7 @@ def run(
     thickness: int | None = None,
     x0: np.ndarray | None = None,
     start: int = 0,
+    resume: Any = None,
     heldout: float = 0.0,
     seed: int = 0,
     chunk: int | None = None,
@@ -480,6 +507,10 @@ def run(
         Warm start, shaped like this run's output.
     start : int
         Iterations already done by ``x0`` (numbering continues).
+    resume : optional
+        ``step.extras["resume"]`` of the last Step of an earlier run of the
+        same method on the same data: continues that run exactly (CS-TV,
+        DIP-TV); SIRT needs only ``x0``.
     heldout : float
         Fraction of detector pixels held out of the fit for validation.
     chunk, overlap : int, optional
@@ -498,11 +529,15 @@ def run(
         raise ValueError("iterations must be >= 0")
     ev = m.default_every if every is None else max(1, int(every))
     ov = (0 if m.separable else 8) if overlap is None else max(0, int(overlap))
-    return Reconstruction(
+    if resume is not None and chunk:
+        raise ValueError("resume continues a single-slab run: it cannot be combined with chunk")
+    rec = Reconstruction(
         m, prepared, params=resolved, iterations=its, every=ev, device=resolve_device(device),
         backend=backend, x0=x0, start=int(start), heldout=heldout, seed=seed, chunk=chunk,
         overlap=ov, source=source,
     )
+    rec.resume_state = resume
+    return rec
 
 
 def reconstruct(method: str, tilt_series: Any, geometry: TiltGeometry, **kwargs: Any):

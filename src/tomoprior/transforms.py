@@ -187,5 +187,35 @@ def volume_to_canonical(volume: np.ndarray, geometry: TiltGeometry) -> np.ndarra
     return np.ascontiguousarray(_rot90_content(volume, k))
 
 
+def compose_corrections(
+    geometry: TiltGeometry,
+    shifts_c: np.ndarray,
+    rotation_c: float,
+    angle_offsets: np.ndarray | None = None,
+) -> TiltGeometry:
+    """Fold corrections found in the canonical frame back into a raw-frame geometry.
+
+    A method that aligns the canonical series (content at ``q`` moving to
+    ``R(rotation_c) (q - c) + c + shifts_c``) leaves the input images
+    aligned by ``to_canonical(raw, result)`` where ``result`` has the axis
+    ``tilt_axis - rotation_c`` and shifts ``R(rotation_c) s0 + Q^-1 shifts_c``
+    (``s0`` the geometry's own shifts, ``Q`` its quarter turns).
+    """
+    k, _ = canonical_turns(geometry.tilt_axis)
+    s_c = np.asarray(shifts_c, dtype=np.float64).reshape(-1, 2)
+
+    def rot(vec: np.ndarray, deg: float) -> np.ndarray:
+        a = math.radians(deg)
+        c, sn = math.cos(a), math.sin(a)
+        dy, dx = vec[:, 0], vec[:, 1]
+        return np.stack((dx * sn + dy * c, dx * c - dy * sn), axis=1)
+
+    shifts = rot(geometry.shifts, rotation_c) + rot(s_c, -90.0 * k)
+    angles = geometry.angles if angle_offsets is None else geometry.angles + np.asarray(angle_offsets)
+    return geometry.replace(
+        angles=angles, tilt_axis=geometry.tilt_axis - float(rotation_c), shifts=np.round(shifts, 6)
+    )
+
+
 def is_quarter_turn(deg: float) -> bool:
     return math.isclose(math.remainder(deg, 90.0), 0.0, abs_tol=1e-9)

@@ -40,6 +40,8 @@ class Param:
     def kind(self) -> type:
         if self.choices is not None:
             return str
+        if self.allow_auto:
+            return float
         return type(self.default)
 
     def parse(self, text: str | Any) -> Any:
@@ -163,8 +165,8 @@ METHODS: dict[str, Method] = {
         description="Total-variation compressed sensing (Chambolle-Pock): sharp edges, "
         "piecewise-constant look; lam='auto' picks the weight by held-out pixels.",
         params=(
-            _P("lam", 0.02, "TV weight λ", "Relative TV weight, or 'auto' (held-out pixels)",
-               min=0.0, max=100.0, log=True, allow_auto=True),
+            _P("lam", "auto", "TV weight λ", "Relative TV weight, or 'auto': chosen from a grid "
+               "by the error on held-out pixels", min=0.0, max=100.0, log=True, allow_auto=True),
             _P("nonneg", True, "Non-negative", "Constrain densities to >= 0"),
             _P("adaptive", True, "Adaptive steps", "Residual-balancing primal/dual steps",
                advanced=True),
@@ -186,13 +188,14 @@ METHODS: dict[str, Method] = {
         "the data; fills the missing wedge with natural structure. Best iterate kept by "
         "held-out pixels.",
         params=(
-            _P("lam", 0.02, "TV weight λ", "Relative TV weight (as CS-TV)", min=0.0, max=100.0,
-               log=True),
-            _P("lr", 2e-3, "Learning rate", "Adam step size", min=1e-6, max=1.0, log=True),
-            _P("warm_start", "sirt", "Warm start", "Fit the network to a short SIRT first",
-               choices=("sirt", "none")),
-            _P("warm_iterations", 150, "Warm-start steps", "Steps of the initial fit", min=0,
-               max=100000, advanced=True),
+            _P("lam", "auto", "TV weight λ", "Relative TV weight (as CS-TV), or 'auto': the "
+               "weight CS-TV picks by held-out pixels", min=0.0, max=100.0, log=True,
+               allow_auto=True),
+            _P("lr", 1e-3, "Learning rate", "Adam step size", min=1e-6, max=1.0, log=True),
+            _P("warm_start", "cstv", "Warm start", "Volume the network starts from",
+               choices=("cstv", "sirt", "none")),
+            _P("warm_iterations", 150, "Warm-start iterations", "Iterations of the warm start",
+               min=1, max=100000, advanced=True),
             _P("mode", "2d", "Network", "2d: one network over slices (fast); 3d: volume network",
                choices=("2d", "3d"), advanced=True),
             _P("channels", "16,32,64", "Channels", "Feature channels per level", advanced=True),
@@ -200,14 +203,57 @@ METHODS: dict[str, Method] = {
                advanced=True),
             _P("val_fraction", 0.05, "Validation fraction", "Held-out pixels (0 disables)",
                min=0.0, max=0.5, advanced=True),
-            _P("ema", 0.95, "Average decay", "Moving average of outputs for the live view",
+            _P("batch_slices", 16, "Slices per step", "2D: random slab of slices per step (0: all)",
+               min=0, max=100000, advanced=True),
+            _P("ema", 0.7, "Average decay", "Moving average of snapshots for the live view",
                min=0.0, max=0.9999, advanced=True),
             _P("amp", True, "Mixed precision", "bfloat16 network on CUDA", advanced=True),
         ),
         default_iterations=1000,
-        default_every=10,
+        default_every=25,
         uses_mask=True,
         citation="Ulyanov et al., CVPR 2018; Baguer et al., Inverse Problems 36 (2020) 094004",
+    ),
+    "inr": Method(
+        name="inr",
+        label="INR",
+        module="tomoprior.algorithms.inr",
+        function="inr",
+        description="Implicit neural representation fitted along rays, optionally learning "
+        "per-tilt shifts and the tilt axis; renders virtual projections.",
+        params=(
+            _P("learn_pose", False, "Learn alignment", "Refine per-tilt shifts and the axis"),
+            _P("field", "grid", "Network", "grid: multiresolution grid (fast); siren; fourier",
+               choices=("grid", "siren", "fourier")),
+            _P("lr", 1e-2, "Learning rate", "Adam step size of the network", min=1e-6, max=1.0,
+               log=True),
+            _P("batch_rays", 4096, "Rays per step", "Detector pixels per optimiser step",
+               min=64, max=1_000_000, advanced=True),
+            _P("lr_pose", 5e-3, "Pose learning rate", "Adam step size of shifts (px) and "
+               "axis (deg)", min=0.0, max=1.0, log=True, advanced=True),
+            _P("pose_start", 0.2, "Pose warm-up", "Fraction of steps before poses move",
+               min=0.0, max=1.0, advanced=True),
+            _P("learn_angles", False, "Learn tilt offsets", "Refine tilt angles (needs more "
+               "data)", advanced=True),
+            _P("per_tilt_axis", False, "Per-tilt axis", "Refine the in-plane rotation per tilt",
+               advanced=True),
+            _P("loss", "smooth_l1", "Loss", "Data loss", choices=("smooth_l1", "mse"),
+               advanced=True),
+            _P("tv_weight", 0.0, "TV weight", "TV penalty on random points (0: off)", min=0.0,
+               max=100.0, advanced=True),
+            _P("val_fraction", 0.05, "Validation fraction", "Held-out pixels (0 disables)",
+               min=0.0, max=0.5, advanced=True),
+            _P("samples", 0, "Samples per ray", "0: one per voxel", min=0, max=4096,
+               advanced=True),
+            _P("width", 128, "Width (siren/fourier)", "Hidden units", min=8, max=1024,
+               advanced=True),
+            _P("depth", 3, "Depth (siren/fourier)", "Hidden layers", min=1, max=12,
+               advanced=True),
+        ),
+        default_iterations=2000,
+        default_every=100,
+        uses_mask=True,
+        citation="Lim, Casert, McCray, ..., Ophus (quantEM INR); Sitzmann et al., NeurIPS 2020",
     ),
 }
 
