@@ -6,8 +6,6 @@ import torch
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
-NEEDLE_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "needle_haadf")
-
 
 def ellipsoid_volume(n: int = 32, seed: int = 0) -> np.ndarray:
     """A few soft ellipsoids: a quick analytic test object (z, y, x)."""

@@ -41,7 +41,7 @@ from tomoprior.geometry import TiltGeometry, angles_from_range
 from tomoprior.phantoms import make_phantom, simulate
 from tomoprior.transforms import bin_images, to_canonical, warp_images
 
-NEEDLE = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "needle_haadf",
+NEEDLE = os.path.join(os.path.dirname(__file__), "..", "sample_data", "needle_haadf",
                       "needle_haadf.tif")
 
 

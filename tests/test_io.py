@@ -15,7 +15,7 @@ from tomoprior.errors import DataError, FormatError, GeometryError
 from tomoprior.geometry import TiltGeometry, parse_tilt_axis
 from tomoprior.io import _angles, _read, _rsciio
 
-NEEDLE = pathlib.Path("/work/shared/data/needle_haadf")
+NEEDLE = pathlib.Path(__file__).resolve().parent.parent / "sample_data" / "needle_haadf"
 ANGLES = np.array([-60.0, -30.0, 0.0, 30.0, 60.0])
 
 
@@ -41,7 +41,9 @@ def test_needle_tiff_with_rawtlt():
     assert f.geometry.angle_range == (-76.0, 76.0)
     assert f.geometry.angle_step == 2.0
     assert f.angle_source == "needle_haadf.rawtlt"
-    assert f.metadata["tilt_axis_source"] == "default"
+    # the bundled copy records its axis and pixel size (3.36 nm) in ImageJ metadata
+    assert f.geometry.tilt_axis == 0.0 and f.geometry.pixel_size == pytest.approx(3.36)
+    assert f.metadata["tilt_axis_source"] == "ImageJ metadata"
     assert f.warnings == []
     series = f.load()
     assert series.dtype == np.float32 and series.shape == (77, 256, 256)
@@ -367,7 +369,9 @@ def test_mrc_fei_extended_header(tmp_path):
     assert f.angle_source == "FEI extended header"
     np.testing.assert_allclose(f.geometry.angles, ANGLES)
     assert f.pixel_size == pytest.approx(2.0)
-    assert f.metadata["tilt_axis_source"] == "default"
+    # the bundled copy records its axis and pixel size (3.36 nm) in ImageJ metadata
+    assert f.geometry.tilt_axis == 0.0 and f.geometry.pixel_size == pytest.approx(3.36)
+    assert f.metadata["tilt_axis_source"] == "ImageJ metadata"
     np.testing.assert_array_equal(f.data, data)
 
 
