@@ -229,10 +229,12 @@ METHODS: dict[str, Method] = {
                log=True),
             _P("batch_rays", 4096, "Rays per step", "Detector pixels per optimiser step",
                min=64, max=1_000_000, advanced=True),
-            _P("lr_pose", 5e-3, "Pose learning rate", "Adam step size of shifts (px) and "
-               "axis (deg)", min=0.0, max=1.0, log=True, advanced=True),
+            _P("lr_pose", 5e-2, "Pose learning rate", "Adam step size of shifts (px); the "
+               "axis (deg) learns at a fifth of it", min=0.0, max=1.0, log=True, advanced=True),
             _P("pose_start", 0.2, "Pose warm-up", "Fraction of steps before poses move",
                min=0.0, max=1.0, advanced=True),
+            _P("anchor", True, "Anchor on reference", "Report volume and poses in the frame of "
+               "the tilt nearest 0° (registered on its image)", advanced=True),
             _P("learn_angles", False, "Learn tilt offsets", "Refine tilt angles (needs more "
                "data)", advanced=True),
             _P("per_tilt_axis", False, "Per-tilt axis", "Refine the in-plane rotation per tilt",

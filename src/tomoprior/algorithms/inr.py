@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ..operators.base import Projector
 from ..operators.pose import PoseModel
@@ -68,11 +69,26 @@ class INRModel:
         fld = make_field(self.field_kind, self.volume_shape, **self.field_options)
         fld.load_state_dict(self.field_state)
         fld.set_progress(1.0)
+        shift = self.extras.get("translation")
+        if shift is not None:  # the frame re-anchored on the reference tilt
+            fld = _Translated(fld, torch.as_tensor(shift, dtype=torch.float32))
         pose = PoseModel(len(self.angles), reference=int(self.pose_state["reference"]),
                          per_tilt_axis=bool(self.pose_state["per_tilt_axis"]),
                          learn_angles=bool(self.pose_state["learn_angles"]))
         pose.load_state_dict(self.pose_state["state"])
         return fld.to(device).eval(), pose.to(device)
+
+
+class _Translated(nn.Module):
+    """The field moved by ``t`` (normalised ``(x, y, z)``): ``f(p - t)``."""
+
+    def __init__(self, fld: nn.Module, t: torch.Tensor) -> None:
+        super().__init__()
+        self.fld = fld
+        self.register_buffer("t", t)
+
+    def forward(self, pts: torch.Tensor) -> torch.Tensor:
+        return self.fld(pts - self.t)
 
 
 class _Rays:
@@ -139,6 +155,50 @@ def _volume(fld, rays: _Rays, chunk: int = 262144) -> torch.Tensor:
     return out.reshape(rays.z, rays.y, rays.x)
 
 
+@torch.no_grad()
+def _anchor(fld, rays: _Rays, pose: PoseModel, yn: torch.Tensor, n_samples: int):
+    """Re-anchor the learned frame on the reference tilt.
+
+    The reference tilt's shift is held fixed, but while the other tilts
+    align, the field settles where the unaligned images put it, and the
+    single pinned tilt pulls it back only slowly: the reference then
+    disagrees with the field by a fraction of a pixel, and so do all shifts
+    measured relative to it. This registers the field's projection at the
+    reference tilt on the measured image (sub-pixel phase correlation) and
+    moves the field by the translation ``T`` (across the axis and along it;
+    none along the beam, which the reference cannot see) that removes the
+    disagreement. The other tilts' shifts change by ``T``'s projection,
+    ``(t_y, t_x cos theta)``, so every tilt stays exactly as well fitted.
+
+    Returns the shift changes ``(n, 2)`` and ``T`` in normalised ``(x, y, z)``.
+    """
+    from ..alignment.register import register
+
+    ref = pose.reference
+    ny, nu = yn.shape[1:]
+    dev = yn.device
+    vv, uu = torch.meshgrid(torch.arange(ny, device=dev), torch.arange(nu, device=dev), indexing="ij")
+    vv, uu = vv.reshape(-1), uu.reshape(-1)
+    tt = torch.full_like(vv, ref)
+    pred = torch.cat([_integrate(fld, rays, tt[i:i + 16384], vv[i:i + 16384], uu[i:i + 16384], pose,
+                                 n_samples, None) for i in range(0, len(vv), 16384)])
+    # moving the prediction's content by d = (dv, du) makes it match the measured image
+    d = register(yn[ref].float().cpu().numpy(), pred.reshape(ny, nu).float().cpu().numpy(),
+                 max_shift=max(2.0, min(ny, nu) / 8))
+    r = math.radians(float(pose.rotations()[ref]))
+    c, sn = math.cos(r), math.sin(r)
+    dv, du = sn * d[1] + c * d[0], c * d[1] - sn * d[0]  # into the field's frame (as _Rays.points)
+    theta = rays.angles.double()
+    if pose.learn_angles:
+        theta = theta + pose.offsets().double()
+    cos_t = torch.cos(torch.deg2rad(theta))
+    t_x = du / float(cos_t[ref])
+    delta = torch.stack((torch.full_like(cos_t, dv), t_x * cos_t), 1).float()
+    delta[ref] = 0.0
+    t = torch.tensor([t_x, dv, 0.0], device=dev, dtype=rays.dtype) / rays.norm
+    return delta, t
+
+
 def _tv_points(fld, n: int, rays: _Rays, rng: torch.Generator) -> torch.Tensor:
     """Mean gradient magnitude of the field at random points (finite differences of 1 voxel)."""
     p = ((torch.rand(n, 3, generator=rng, dtype=rays.dtype) * 2 - 1) * 0.98).to(rays.device)
@@ -158,11 +218,12 @@ def inr(
     batch_rays: int = 4096,
     samples: int = 0,
     lr: float = 1e-2,
-    lr_pose: float = 5e-3,
+    lr_pose: float = 5e-2,
     learn_pose: bool = False,
     learn_angles: bool = False,
     per_tilt_axis: bool = False,
     pose_start: float = 0.2,
+    anchor: bool = True,
     loss: str = "smooth_l1",
     tv_weight: float = 0.0,
     val_fraction: float = 0.05,
@@ -196,6 +257,9 @@ def inr(
         Also learn tilt-angle offsets / a per-tilt axis rotation.
     pose_start : float
         Fraction of the iterations before poses are released.
+    anchor : bool
+        With pose learning, report the volume and poses in the frame of the
+        reference tilt (see :func:`_anchor`); the fit itself is unchanged.
     loss : "smooth_l1" or "mse"
     tv_weight : float
         Weight of the TV penalty on random points (0 disables it).
@@ -273,7 +337,7 @@ def inr(
             if use_pose:
                 pose_opt.step()
             rays_done += len(t)
-            if not math.isfinite(float(lval)):
+            if not math.isfinite(float(lval.detach())):
                 raise FloatingPointError("INR diverged (loss is not finite): lower the learning rate 'lr'")
             if k % every == 0 or k == iterations:
                 with torch.no_grad():
@@ -281,18 +345,32 @@ def inr(
                         tv_, vv, uv = val_idx.unbind(1)
                         pv = _integrate(fld, rays, tv_, vv, uv, pose if learn_pose else None, n_full, None)
                         val_loss = float(F.mse_loss(pv, yn[tv_, vv, uv]))
-                    vol = _volume(fld, rays) * scale
+                    # reported poses and volume share one frame, anchored on the reference tilt
+                    delta, shift = None, None
+                    if use_pose and anchor:
+                        delta, shift = _anchor(fld, rays, pose, yn, n_full)
+                    shown = fld if shift is None else _Translated(fld, shift)
+                    vol = _volume(shown, rays) * scale
                 el = time.perf_counter() - t_start
                 extras = {"train_loss": float(lval), "val_loss": val_loss, "samples": n_s,
                           "rays_per_s": rays_done / max(el, 1e-9), "field": field}
                 if learn_pose:
-                    extras["poses"] = pose.as_dict()
+                    poses = pose.as_dict()
+                    if delta is not None:
+                        poses["shifts"] = (pose.shifts().detach() + delta).cpu().double().numpy().round(4).tolist()
+                        poses["anchor_translation"] = (shift * rays.norm).cpu().double().numpy().round(4).tolist()
+                    extras["poses"] = poses
                 if k == iterations:
+                    state = {n: p.detach().cpu() for n, p in pose.state_dict().items()}
+                    if delta is not None:
+                        state["shift_init"] = (pose.shifts() + delta).detach().cpu()
+                        state["shift_delta"] = torch.zeros_like(state["shift_delta"])
                     extras["model"] = INRModel(
                         field, options, {n: p.detach().cpu() for n, p in fld.state_dict().items()},
                         {"reference": ref, "per_tilt_axis": per_tilt_axis, "learn_angles": learn_angles,
-                         "state": {n: p.detach().cpu() for n, p in pose.state_dict().items()}},
+                         "state": state},
                         tuple(A.domain_shape), A.det_cols, np.asarray(A.angles), scale,
+                        {} if shift is None else {"translation": shift.detach().cpu().tolist()},
                     )
                 yield Step(start + k, snapshot(vol), float(lval), extras, total)
     finally:
