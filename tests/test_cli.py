@@ -59,6 +59,25 @@ def test_reconstruct_slices_bin_and_params(series_file, tmp_path, capsys):
     assert s["volume_shape"] == [16, 16, 8] and s["parameters"]["lam"] == 0.05
 
 
+def test_inr_with_pose_learning_writes_its_alignment(series_file, tmp_path, capsys):
+    path, _, _ = series_file
+    out = tmp_path / "inr.tif"
+    rc = main(["reconstruct", str(path), "-o", str(out), "--method", "inr", "--iterations", "6",
+               "--every", "3", "--bin", "2", "--tilt-increment", "12", "--param", "learn_pose=true",
+               "--param", "pose_start=0", "--json"])
+    assert rc == 0
+    s = _json_tail(capsys.readouterr().out)
+    xf, tlt, js = (tmp_path / f"inr_alignment{ext}" for ext in (".xf", ".tlt", ".json"))
+    assert s["alignment"] == [str(xf), str(tlt), str(js)]
+    kept = s["kept_angles"]
+    assert len(xf.read_text().splitlines()) == len(kept) == 11
+    np.testing.assert_allclose(np.loadtxt(tlt), kept)
+    doc = json.loads(js.read_text())
+    assert doc["report"]["binning"] == 2 and doc["report"]["method"] == "inr"
+    assert doc["geometry"]["pixel_size"] == pytest.approx(0.8)  # input pixels, not binned ones
+    assert io.read_provenance(out)["method"] == "inr"
+
+
 def test_angles_from_start_step(tmp_path, small_series, capsys):
     series, _, _ = small_series
     raw = tmp_path / "noangles.npy"

@@ -233,11 +233,40 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
                     pixel_unit=rec.prepared.geometry.pixel_unit, provenance=prov)
     msg = f"wrote {out} {tuple(last.volume.shape)} in {rec.seconds:.1f}s"
     print(msg + (" (interrupted: last iterate kept)" if interrupted else ""), file=sys.stderr)
+    alignment = _write_learned_alignment(rec, last, out)
+    if alignment:
+        print(f"wrote the learned alignment: {', '.join(str(p) for p in alignment)}", file=sys.stderr)
     if args.json:
         s = dict(summary(rec))
         s["output"] = str(out)
+        if alignment:
+            s["alignment"] = [str(p) for p in alignment]
         _emit_json(s)
     return 130 if interrupted else 0
+
+
+def _write_learned_alignment(rec, last, out: Path) -> list[Path]:
+    """``OUT_alignment.xf/.tlt/.json`` when the method learned poses (INR with learn_pose).
+
+    The learned geometry covers the kept tilts; its shifts are converted back
+    to the input's pixels when the run was binned, so the files apply to the
+    series as read.
+    """
+    from .alignment import write_transforms
+    from .geometry import TiltGeometry
+
+    learned = last.extras.get("geometry")
+    if learned is None:
+        return []
+    g = TiltGeometry.from_dict(learned)
+    b = int(rec.prepared.binning)
+    if b > 1:
+        g = g.replace(shifts=g.shifts * b,
+                      pixel_size=None if g.pixel_size is None else g.pixel_size / b)
+    report = {"method": rec.method.name, "iteration": int(last.iteration),
+              "kept_tilts": [int(i) for i in rec.prepared.selection.indices], "binning": b,
+              "shifts_unit": "pixels of the input series"}
+    return write_transforms(out.with_name(out.stem + "_alignment"), g, report)
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
