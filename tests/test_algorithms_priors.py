@@ -10,6 +10,7 @@ from tomoprior.algorithms.sirt import sirt
 from tomoprior.metrics import ssim
 from tomoprior.operators import make_projector
 from tomoprior.phantoms import make_phantom, simulate
+from tomoprior.step import last_step as _last
 from tomoprior.transforms import volume_to_canonical
 
 
@@ -24,13 +25,6 @@ def _problem(name, size, angles, seed=0, **sim):
     A = make_projector(g.angles, vc.shape, yc.shape[2], device="cpu")
     mask = volume_to_canonical(truth.specimen_mask.astype(np.float32), g) > 0
     return A, torch.from_numpy(yc), vc, mask
-
-
-def _last(gen):
-    last = None
-    for last in gen:
-        pass
-    return last
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ from tomoprior.algorithms.inr import inr, render_projections
 from tomoprior.metrics import ssim
 from tomoprior.operators import make_projector
 from tomoprior.phantoms import make_phantom, simulate
+from tomoprior.step import last_step as _last
 from tomoprior.transforms import to_canonical, volume_to_canonical
 
 
@@ -20,13 +21,6 @@ def _problem(angles, seed=1, **sim):
     vc = volume_to_canonical(truth.volume, nominal)
     A = make_projector(nominal.angles, vc.shape, yc.shape[2], device="cpu")
     return A, torch.from_numpy(yc), vc, g
-
-
-def _last(gen):
-    last = None
-    for last in gen:
-        pass
-    return last
 
 
 def test_inr_fits_and_renders():

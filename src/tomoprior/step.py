@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-__all__ = ["Step"]
+__all__ = ["Step", "last_step"]
 
 
 @dataclass(frozen=True)
@@ -44,3 +44,11 @@ class Step:
         if not self.total:
             return None
         return min(1.0, self.iteration / self.total)
+
+
+def last_step(steps: Iterable[Step]) -> Step | None:
+    """Run a generator of Steps to its end; its last Step (``None`` if it yields none)."""
+    last = None
+    for last in steps:
+        pass
+    return last

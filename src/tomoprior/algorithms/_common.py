@@ -7,6 +7,7 @@ import torch
 
 from ..errors import DataError, GeometryError
 from ..operators.base import Projector
+from ..step import last_step
 
 __all__ = ["as_tensor", "init_volume", "masked_residual_norm", "release", "snapshot"]
 
@@ -67,9 +68,7 @@ def quick_sirt(A: Projector, y: torch.Tensor, mask: torch.Tensor | None = None,
     """A short non-negative SIRT and its typical density (see :func:`estimate_scale`)."""
     from .sirt import sirt
 
-    last = None
-    for last in sirt(A, y, iterations=iterations, every=iterations, mask=mask):
-        pass
+    last = last_step(sirt(A, y, iterations=iterations, every=iterations, mask=mask))
     vol = torch.from_numpy(last.volume)
     flat = vol.reshape(-1)
     if flat.numel() > 2_000_000:

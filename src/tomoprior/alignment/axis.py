@@ -49,6 +49,7 @@ import torch
 
 from ..algorithms.sirt import sirt
 from ..operators import make_projector
+from ..step import last_step
 from ._frame import (
     canonical_series,
     fix_reference,
@@ -100,9 +101,7 @@ def consistency(trials: list[np.ndarray], angles: np.ndarray, *, iterations: int
     n, k, w = y.shape
     A = make_projector(angles, (thickness or w, k, w), w, device=device)
     yt = torch.from_numpy(y).to(A.device)
-    last = None
-    for last in sirt(A, yt, iterations=iterations, every=iterations, x0=x0):
-        pass
+    last = last_step(sirt(A, yt, iterations=iterations, every=iterations, x0=x0))
     with torch.no_grad():
         p = A(torch.from_numpy(last.volume).to(A.device))
         r = (p - yt).double().pow(2).sum(dim=(0, 2)).cpu().numpy()

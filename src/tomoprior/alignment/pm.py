@@ -39,6 +39,7 @@ import torch
 
 from ..algorithms.sirt import sirt
 from ..operators import make_projector
+from ..step import last_step
 from ._frame import canonical_series
 from .register import register
 
@@ -111,10 +112,8 @@ def project_match(
             if x is not None and tuple(x.shape) != (nz, ny, nu):
                 x = None
         y = torch.from_numpy(np.ascontiguousarray(canon, np.float32)).to(A.device)
-        last = None
         its = iterations * (2 if x is None else 1)
-        for last in sirt(A, y, iterations=its, every=its, x0=x):
-            pass
+        last = last_step(sirt(A, y, iterations=its, every=its, x0=x))
         x = torch.from_numpy(last.volume)
         with torch.no_grad():
             proj = A(x.to(A.device)).cpu().numpy()
