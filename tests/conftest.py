@@ -7,6 +7,40 @@ import torch
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Small tensors: one thread avoids OpenMP contention on a busy 2-core machine.
+
+    Use per module with ``pytestmark = pytest.mark.usefixtures("one_thread")``.
+    """
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+class Notifications(list):
+    """``(severity, message)`` pairs napari showed; severities in lower case."""
+
+    def errors(self) -> list[str]:
+        return [m for s, m in self if s == "error"]
+
+
+@pytest.fixture
+def notes():
+    """Notifications napari shows while the test runs."""
+    from napari.utils.notifications import notification_manager
+
+    got = Notifications()
+
+    def keep(n):
+        got.append((str(n.severity).lower(), str(n.message)))
+
+    notification_manager.notification_ready.connect(keep)
+    yield got
+    notification_manager.notification_ready.disconnect(keep)
+
+
 def ellipsoid_volume(n: int = 32, seed: int = 0) -> np.ndarray:
     """A few soft ellipsoids: a quick analytic test object (z, y, x)."""
     rng = np.random.default_rng(seed)

@@ -41,17 +41,10 @@ from tomoprior.geometry import TiltGeometry, angles_from_range
 from tomoprior.phantoms import make_phantom, simulate
 from tomoprior.transforms import bin_images, to_canonical, warp_images
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 NEEDLE = os.path.join(os.path.dirname(__file__), "..", "sample_data", "needle_haadf",
                       "needle_haadf.tif")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Small tensors: one thread avoids OpenMP contention on a busy 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _shift_error(found: TiltGeometry, true: TiltGeometry) -> float:

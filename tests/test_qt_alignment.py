@@ -4,7 +4,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
@@ -16,19 +15,10 @@ from tomoprior._napari._layers import (
 )
 from tomoprior.geometry import angles_from_range
 
-pytestmark = pytest.mark.gui
+pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("one_thread")]
 
 PLUGIN = "napari-tomoprior"
 WAIT = 120_000  # ms; generous: the machine is shared
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Small tensors: one thread avoids OpenMP contention on a busy 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
@@ -41,25 +31,6 @@ def misaligned():
         ph, angles_from_range(-60, 60, 6), shifts=2.0, axis_error=1.5, seed=0, device="cpu"
     )
     return series, true
-
-
-@pytest.fixture
-def notes():
-    """Notifications napari shows (severity, message)."""
-    from napari.utils.notifications import notification_manager
-
-    got = []
-
-    def keep(n):
-        got.append((str(n.severity), str(n.message)))
-
-    notification_manager.notification_ready.connect(keep)
-    yield got
-    notification_manager.notification_ready.disconnect(keep)
-
-
-def errors(notes):
-    return [m for s, m in notes if s.lower() == "error"]
 
 
 def add_series(viewer, series, angles, name="tiny", pixel_size=0.5):
@@ -121,7 +92,7 @@ def test_align_makes_a_new_layer_and_shows_shifts_and_axis(widget, qtbot, notes,
     messages = []
     w.task.message.connect(messages.append)
     run_alignment(w, qtbot)
-    assert w.task.state.value == "done" and not errors(notes)
+    assert w.task.state.value == "done" and not notes.errors()
     assert messages and messages[-1].startswith("done: axis")
     assert "Done" in w.status.text() and "Alignment" in str(viewer.status)
     (out,) = aligned_layers(viewer)
@@ -206,7 +177,7 @@ def test_use_this_axis_and_save_transforms(widget, qtbot, tmp_path, notes, monke
     w.save_button.click()
     assert all((tmp_path / f"dialog{ext}").exists() for ext in (".xf", ".tlt", ".json"))
     assert any("Saved dialog.xf" in m for _, m in notes)
-    assert not errors(notes)
+    assert not notes.errors()
 
 
 def test_binned_alignment_scales_the_layer(widget, qtbot):
@@ -234,7 +205,7 @@ def test_stop_discards_the_run(widget, qtbot, notes):
     qtbot.waitUntil(lambda: not w.task.busy, timeout=WAIT)
     assert w.task.state.value == "stopped"
     assert not aligned_layers(viewer) and "Stopped" in w.status.text()
-    assert not errors(notes) and w.align_button.isEnabled()
+    assert not notes.errors() and w.align_button.isEnabled()
 
 
 def test_no_layer_gives_a_notification(make_napari_viewer, notes):
@@ -242,7 +213,7 @@ def test_no_layer_gives_a_notification(make_napari_viewer, notes):
     w = open_widget(viewer)
     w.align_button.click()
     assert not w.task.busy
-    assert any("no tilt series" in m for m in errors(notes))
+    assert any("no tilt series" in m for m in notes.errors())
     w.use_button.click()
     assert not w.task.busy
     with pytest.raises(Exception, match="align the series first"):
@@ -255,7 +226,7 @@ def test_2d_layer_gives_a_notification(make_napari_viewer, notes):
     w = open_widget(viewer)
     w.align_button.click()
     assert not w.task.busy
-    assert any("2D" in m and "3D stack" in m for m in errors(notes))
+    assert any("2D" in m and "3D stack" in m for m in notes.errors())
 
 
 def test_angle_mismatch_gives_a_notification(widget, misaligned, notes):
@@ -264,7 +235,7 @@ def test_angle_mismatch_gives_a_notification(widget, misaligned, notes):
     w.tilt.set_layer(layer)
     w.align_button.click()
     assert not w.task.busy
-    assert any("20 tilt angles for 21 images" in m for m in errors(notes))
+    assert any("20 tilt angles for 21 images" in m for m in notes.errors())
 
 
 def test_worker_errors_are_one_line_notifications(widget, qtbot, notes, monkeypatch):
@@ -276,7 +247,7 @@ def test_worker_errors_are_one_line_notifications(widget, qtbot, notes, monkeypa
     w.align_button.click()
     qtbot.waitUntil(lambda: not w.task.busy, timeout=WAIT)
     assert w.task.state.value == "failed"
-    (msg,) = errors(notes)
+    (msg,) = notes.errors()
     assert msg.startswith("Alignment failed (KeyError)") and "\n" not in msg
     assert not aligned_layers(w.viewer) and w.align_button.isEnabled()
 

@@ -31,20 +31,6 @@ def tiny():
 
 
 @pytest.fixture
-def notes():
-    from napari.utils.notifications import notification_manager
-
-    got = []
-
-    def keep(n):
-        got.append((str(n.severity), str(n.message)))
-
-    notification_manager.notification_ready.connect(keep)
-    yield got
-    notification_manager.notification_ready.disconnect(keep)
-
-
-@pytest.fixture
 def viewer(make_napari_viewer, tiny):
     series, geom, truth = tiny
     v = make_napari_viewer()
@@ -119,7 +105,7 @@ def test_compare_wbp_and_sirt_fills_the_table(viewer, qtbot, notes):
     # back to the normal view: the hidden layer comes back
     w.side_by_side.setChecked(False)
     assert not grid_of(viewer).enabled and viewer.layers["tiny"].visible
-    assert not [m for s, m in notes if s.lower() == "error"]
+    assert not notes.errors()
 
 
 def test_shared_contrast_uses_the_first_methods_scale():
@@ -137,7 +123,7 @@ def test_nothing_ticked_gives_a_notification(viewer, notes):
     choose(w)
     w.run_button.click()
     assert not w.controller.busy
-    assert any("at least one method" in m for s, m in notes if s.lower() == "error")
+    assert any("at least one method" in m for m in notes.errors())
 
 
 def test_reference_of_another_shape_is_reported_not_raised(viewer, qtbot, notes):
@@ -165,4 +151,4 @@ def test_stop_keeps_the_finished_part(viewer, qtbot, notes):
     assert w.table.item(1, 0).text().endswith("(stopped)")
     assert math.isfinite(w.table.results[1]["reprojection_residual"])
     assert len(w.result_layers()) == 2
-    assert not [m for s, m in notes if s.lower() == "error"]
+    assert not notes.errors()

@@ -13,20 +13,6 @@ pytestmark = pytest.mark.gui
 PLUGIN = "napari-tomoprior"
 
 
-@pytest.fixture
-def notes():
-    from napari.utils.notifications import notification_manager
-
-    got = []
-
-    def keep(n):
-        got.append((str(n.severity).lower(), str(n.message)))
-
-    notification_manager.notification_ready.connect(keep)
-    yield got
-    notification_manager.notification_ready.disconnect(keep)
-
-
 def test_open_file_without_angles_warns_the_user(make_napari_viewer, tmp_path, notes):
     series = np.random.default_rng(0).random((9, 16, 16), dtype=np.float32)
     path = io.write_tilt_series(tmp_path / "bare.mrc", series)

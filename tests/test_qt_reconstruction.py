@@ -24,25 +24,6 @@ def tiny():
     return series, geom
 
 
-@pytest.fixture
-def notes():
-    """Notifications napari shows (severity, message)."""
-    from napari.utils.notifications import notification_manager
-
-    got = []
-
-    def keep(n):
-        got.append((str(n.severity), str(n.message)))
-
-    notification_manager.notification_ready.connect(keep)
-    yield got
-    notification_manager.notification_ready.disconnect(keep)
-
-
-def errors(notes):
-    return [m for s, m in notes if s.lower() == "error"]
-
-
 def add_series(viewer, series, angles, name="tiny", pixel_size=0.5, axis=0.0):
     md = tilt_series_metadata(
         angles=angles,
@@ -115,7 +96,7 @@ def test_run_updates_one_live_layer_and_finishes(widget, qtbot, notes):
     assert prov["kept_tilts"] == list(range(13)) and prov["device"] == "cpu"
     assert out.metadata["pixel_size"] == pytest.approx(0.5)
     np.testing.assert_array_equal(user_layer.data, before)  # the user's data are untouched
-    assert not errors(notes)
+    assert not notes.errors()
     assert "Done" in w.progress.status.text()
     assert w.progress.loss.train  # the loss plot got points
 
@@ -181,7 +162,7 @@ def test_stop_mid_run_keeps_the_last_volume(widget, qtbot, notes):
     assert "stopped at it" in out.name
     assert out.data.shape == (32, 32, 32) and out.data.max() > 0
     assert out.metadata["provenance"]["stopped_early"] is True
-    assert not errors(notes)
+    assert not notes.errors()
 
 
 def test_run_while_running_asks_and_restarts(widget, qtbot, monkeypatch):
@@ -230,7 +211,7 @@ def test_no_layer_gives_a_notification(make_napari_viewer, notes):
     _, w = viewer.window.add_plugin_dock_widget(PLUGIN, "Reconstruction")
     w.run_button.click()
     assert not w.controller.busy
-    assert any("no tilt series" in m for m in errors(notes))
+    assert any("no tilt series" in m for m in notes.errors())
 
 
 def test_2d_layer_gives_a_notification(make_napari_viewer, notes):
@@ -240,7 +221,7 @@ def test_2d_layer_gives_a_notification(make_napari_viewer, notes):
     assert w.tilt.layer().name == "flat"
     w.run_button.click()
     assert not w.controller.busy
-    assert any("2D" in m and "3D stack" in m for m in errors(notes))
+    assert any("2D" in m and "3D stack" in m for m in notes.errors())
 
 
 def test_angle_count_mismatch_gives_a_notification(widget, tiny, notes):
@@ -251,7 +232,7 @@ def test_angle_count_mismatch_gives_a_notification(widget, tiny, notes):
     assert "12 angles" in w.tilt.angles_label.text()
     w.run_button.click()
     assert not w.controller.busy
-    assert any("12 tilt angles for 13 images" in m for m in errors(notes))
+    assert any("12 tilt angles for 13 images" in m for m in notes.errors())
 
 
 def test_bad_parameter_gives_a_notification(widget, notes):
@@ -260,7 +241,7 @@ def test_bad_parameter_gives_a_notification(widget, notes):
     w.method_panel.page.fields["lam"].set("lots")
     w.run_button.click()
     assert not w.controller.busy
-    assert any(m.startswith("TV weight") for m in errors(notes))
+    assert any(m.startswith("TV weight") for m in notes.errors())
 
 
 def test_worker_errors_are_one_line_notifications(widget, qtbot, notes, monkeypatch):
@@ -281,7 +262,7 @@ def test_worker_errors_are_one_line_notifications(widget, qtbot, notes, monkeypa
     w.run_button.click()
     qtbot.waitUntil(lambda: not w.controller.busy, timeout=10_000)
     assert w.controller.state.value == "failed"
-    (msg,) = errors(notes)
+    (msg,) = notes.errors()
     assert msg.startswith("Out of memory") and "binning" in msg and "CPU" in msg
     assert "\n" not in msg
     assert not results(w.viewer)
