@@ -47,6 +47,17 @@ __all__ = [
 ]
 
 
+def _wait_idle(owner: Any, timeout: float) -> bool:
+    """Process Qt events until ``owner.busy`` is false or ``timeout`` seconds pass."""
+    from qtpy.QtWidgets import QApplication
+
+    end = time.monotonic() + timeout
+    while owner.busy and time.monotonic() < end:
+        QApplication.processEvents()
+        time.sleep(0.01)
+    return not owner.busy
+
+
 class RunState(str, enum.Enum):
     """Life cycle of a run; ``IDLE`` before the first one."""
 
@@ -178,13 +189,7 @@ class RunController(QObject):
 
     def wait(self, timeout: float = 30.0) -> bool:
         """Block (processing Qt events) until the run has ended; for scripts and tests."""
-        from qtpy.QtWidgets import QApplication
-
-        end = time.monotonic() + timeout
-        while self.busy and time.monotonic() < end:
-            QApplication.processEvents()
-            time.sleep(0.01)
-        return not self.busy
+        return _wait_idle(self, timeout)
 
     def shutdown(self, timeout: float = 10.0) -> None:
         """Stop and wait; used when the widget or the viewer closes."""
@@ -355,13 +360,7 @@ class TaskRunner(QObject):
 
     def wait(self, timeout: float = 30.0) -> bool:
         """Block (processing Qt events) until the task has ended; for scripts and tests."""
-        from qtpy.QtWidgets import QApplication
-
-        end = time.monotonic() + timeout
-        while self.busy and time.monotonic() < end:
-            QApplication.processEvents()
-            time.sleep(0.01)
-        return not self.busy
+        return _wait_idle(self, timeout)
 
     def _set_state(self, state: RunState) -> None:
         self.state = state
