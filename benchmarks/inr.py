@@ -95,7 +95,13 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from projector import apply_orientation, best_orientation, describe_orientation  # noqa: E402
+from projector import (  # noqa: E402
+    apply_orientation,
+    best_orientation,
+    cpu_model,
+    describe_orientation,
+    loadavg,
+)
 
 QUANTEM_PACKAGES = ("torch==2.13.0", "torchvision==0.28.0", "quantem==0.1.10")
 ANCHOR_QUANTEM_S_PER_EPOCH = 19.0  # project issue 6: 26.6 k rays, 32^3, 26 tilts, this machine
@@ -110,27 +116,12 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def loadavg() -> str:
-    try:
-        return " ".join(f"{v:.2f}" for v in os.getloadavg())
-    except OSError:  # pragma: no cover
-        return "?"
-
-
 def machine_info() -> dict[str, str]:
-    cpu = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     from tomoprior import __version__ as tp_v
 
     return {
         "nproc": str(os.cpu_count()),
-        "cpu": cpu,
+        "cpu": cpu_model(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "torch threads": str(torch.get_num_threads()),

@@ -82,19 +82,24 @@ def find_needle(explicit: str | None) -> Path:
     )
 
 
-def machine_info() -> dict[str, str]:
-    cpu = "?"
+def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return "?"
+
+
+def loadavg() -> str:
     try:
-        load = " ".join(f"{v:.2f}" for v in os.getloadavg())
-    except OSError:
-        load = "?"
+        return " ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:  # pragma: no cover
+        return "?"
+
+
+def machine_info() -> dict[str, str]:
     try:
         import astra
 
@@ -107,13 +112,13 @@ def machine_info() -> dict[str, str]:
         tp_v = "?"
     return {
         "nproc": str(os.cpu_count()),
-        "cpu": cpu,
+        "cpu": cpu_model(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "torch threads": str(torch.get_num_threads()),
         "astra-toolbox": astra_v,
         "tomoprior": tp_v,
-        "load average (1/5/15 min) at start": load,
+        "load average (1/5/15 min) at start": loadavg(),
     }
 
 
