@@ -27,7 +27,9 @@ from .geometry import TiltGeometry
 __all__ = [
     "bin_images",
     "canonical_turns",
+    "compose_corrections",
     "orient_images",
+    "rotate_vectors",
     "series_from_canonical",
     "to_canonical",
     "volume_from_canonical",
@@ -187,6 +189,16 @@ def volume_to_canonical(volume: np.ndarray, geometry: TiltGeometry) -> np.ndarra
     return np.ascontiguousarray(_rot90_content(volume, k))
 
 
+def rotate_vectors(v: np.ndarray, deg: float) -> np.ndarray:
+    """Rotate ``(dy, dx)`` vectors by ``deg`` (from +x towards +y)."""
+    v = np.asarray(v, dtype=np.float64).reshape(-1, 2)
+    c, s = math.cos(math.radians(deg)), math.sin(math.radians(deg))
+    out = np.empty_like(v)
+    out[:, 1] = c * v[:, 1] - s * v[:, 0]
+    out[:, 0] = s * v[:, 1] + c * v[:, 0]
+    return np.round(out, 12) if deg % 90 == 0 else out
+
+
 def compose_corrections(
     geometry: TiltGeometry,
     shifts_c: np.ndarray,
@@ -202,15 +214,7 @@ def compose_corrections(
     (``s0`` the geometry's own shifts, ``Q`` its quarter turns).
     """
     k, _ = canonical_turns(geometry.tilt_axis)
-    s_c = np.asarray(shifts_c, dtype=np.float64).reshape(-1, 2)
-
-    def rot(vec: np.ndarray, deg: float) -> np.ndarray:
-        a = math.radians(deg)
-        c, sn = math.cos(a), math.sin(a)
-        dy, dx = vec[:, 0], vec[:, 1]
-        return np.stack((dx * sn + dy * c, dx * c - dy * sn), axis=1)
-
-    shifts = rot(geometry.shifts, rotation_c) + rot(s_c, -90.0 * k)
+    shifts = rotate_vectors(geometry.shifts, rotation_c) + rotate_vectors(shifts_c, -90.0 * k)
     angles = geometry.angles if angle_offsets is None else geometry.angles + np.asarray(angle_offsets)
     return geometry.replace(
         angles=angles, tilt_axis=geometry.tilt_axis - float(rotation_c), shifts=np.round(shifts, 6)

@@ -21,7 +21,7 @@ import math
 import numpy as np
 
 from ..geometry import TiltGeometry, parse_tilt_axis
-from ..transforms import bin_images, canonical_turns, orient_images
+from ..transforms import bin_images, canonical_turns, orient_images, rotate_vectors
 
 __all__ = [
     "aligned_geometry",
@@ -33,16 +33,6 @@ __all__ = [
     "rotate_vectors",
     "to_canonical_shifts",
 ]
-
-
-def rotate_vectors(v: np.ndarray, deg: float) -> np.ndarray:
-    """Rotate ``(dy, dx)`` vectors by ``deg`` (from +x towards +y)."""
-    v = np.asarray(v, dtype=np.float64).reshape(-1, 2)
-    c, s = math.cos(math.radians(deg)), math.sin(math.radians(deg))
-    out = np.empty_like(v)
-    out[:, 1] = c * v[:, 1] - s * v[:, 0]
-    out[:, 0] = s * v[:, 1] + c * v[:, 0]
-    return np.round(out, 12) if deg % 90 == 0 else out
 
 
 def to_canonical_shifts(shifts: np.ndarray, tilt_axis: float) -> np.ndarray:
