@@ -168,10 +168,15 @@ def _anchor(fld, rays: _Rays, pose: PoseModel, yn: torch.Tensor, n_samples: int)
     moves the field by the translation ``T`` (across the axis and along it;
     none along the beam, which the reference cannot see) that removes the
     disagreement. The other tilts' shifts change by ``T``'s projection,
-    ``(t_y, t_x cos theta)``, so every tilt stays exactly as well fitted.
+    ``(t_y, t_x cos theta)``, so every tilt stays exactly as well fitted:
+    this is the package's reference gauge
+    (:func:`~tomoprior.alignment._frame.fix_reference`) applied to the
+    reference tilt's effective correction ``-R d``.
 
-    Returns the shift changes ``(n, 2)`` and ``T`` in normalised ``(x, y, z)``.
+    Returns the anchored shift corrections ``(n, 2)`` (float64) and ``T`` in
+    normalised ``(x, y, z)``.
     """
+    from ..alignment._frame import fix_reference
     from ..alignment.register import register
 
     ref = pose.reference
@@ -191,12 +196,12 @@ def _anchor(fld, rays: _Rays, pose: PoseModel, yn: torch.Tensor, n_samples: int)
     theta = rays.angles.double()
     if pose.learn_angles:
         theta = theta + pose.offsets().double()
-    cos_t = torch.cos(torch.deg2rad(theta))
-    t_x = du / float(cos_t[ref])
-    delta = torch.stack((torch.full_like(cos_t, dv), t_x * cos_t), 1).float()
-    delta[ref] = 0.0
+    theta = theta.cpu().numpy()
+    shifts = pose.shifts().double().cpu().numpy()
+    shifts[ref] = (-dv, -du)  # the reference's correction against the field
+    t_x = du / math.cos(math.radians(theta[ref]))
     t = torch.tensor([t_x, dv, 0.0], device=dev, dtype=rays.dtype) / rays.norm
-    return delta, t
+    return fix_reference(shifts, theta, ref), t
 
 
 def _tv_points(fld, n: int, rays: _Rays, rng: torch.Generator) -> torch.Tensor:
@@ -346,9 +351,9 @@ def inr(
                         pv = _integrate(fld, rays, tv_, vv, uv, pose if learn_pose else None, n_full, None)
                         val_loss = float(F.mse_loss(pv, yn[tv_, vv, uv]))
                     # reported poses and volume share one frame, anchored on the reference tilt
-                    delta, shift = None, None
+                    anchored, shift = None, None
                     if use_pose and anchor:
-                        delta, shift = _anchor(fld, rays, pose, yn, n_full)
+                        anchored, shift = _anchor(fld, rays, pose, yn, n_full)
                     shown = fld if shift is None else _Translated(fld, shift)
                     vol = _volume(shown, rays) * scale
                 el = time.perf_counter() - t_start
@@ -356,14 +361,14 @@ def inr(
                           "rays_per_s": rays_done / max(el, 1e-9), "field": field}
                 if learn_pose:
                     poses = pose.as_dict()
-                    if delta is not None:
-                        poses["shifts"] = (pose.shifts().detach() + delta).cpu().double().numpy().round(4).tolist()
+                    if anchored is not None:
+                        poses["shifts"] = anchored.round(4).tolist()
                         poses["anchor_translation"] = (shift * rays.norm).cpu().double().numpy().round(4).tolist()
                     extras["poses"] = poses
                 if k == iterations:
                     state = {n: p.detach().cpu() for n, p in pose.state_dict().items()}
-                    if delta is not None:
-                        state["shift_init"] = (pose.shifts() + delta).detach().cpu()
+                    if anchored is not None:
+                        state["shift_init"] = torch.from_numpy(anchored).float()
                         state["shift_delta"] = torch.zeros_like(state["shift_delta"])
                     extras["model"] = INRModel(
                         field, options, {n: p.detach().cpu() for n, p in fld.state_dict().items()},
