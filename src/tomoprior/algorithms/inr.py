@@ -342,7 +342,8 @@ def inr(
             if use_pose:
                 pose_opt.step()
             rays_done += len(t)
-            if not math.isfinite(float(lval.detach())):
+            loss_value = float(lval.detach())
+            if not math.isfinite(loss_value):
                 raise FloatingPointError("INR diverged (loss is not finite): lower the learning rate 'lr'")
             if k % every == 0 or k == iterations:
                 with torch.no_grad():
@@ -357,7 +358,7 @@ def inr(
                     shown = fld if shift is None else _Translated(fld, shift)
                     vol = _volume(shown, rays) * scale
                 el = time.perf_counter() - t_start
-                extras = {"train_loss": float(lval), "val_loss": val_loss, "samples": n_s,
+                extras = {"train_loss": loss_value, "val_loss": val_loss, "samples": n_s,
                           "rays_per_s": rays_done / max(el, 1e-9), "field": field}
                 if learn_pose:
                     poses = pose.as_dict()
@@ -377,7 +378,7 @@ def inr(
                         tuple(A.domain_shape), A.det_cols, np.asarray(A.angles), scale,
                         {} if shift is None else {"translation": shift.detach().cpu().tolist()},
                     )
-                yield Step(start + k, snapshot(vol), float(lval), extras, total)
+                yield Step(start + k, snapshot(vol), loss_value, extras, total)
     finally:
         release(dev)
 
