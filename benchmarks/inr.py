@@ -77,12 +77,10 @@ thread count for both projects; ``OMP_NUM_THREADS`` is left alone.
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import json
 import math
 import os
 import platform
-import shlex
 import shutil
 import subprocess
 import sys
@@ -101,6 +99,7 @@ from projector import (  # noqa: E402
     cpu_model,
     describe_orientation,
     loadavg,
+    report_header,
 )
 
 QUANTEM_PACKAGES = ("torch==2.13.0", "torchvision==0.28.0", "quantem==0.1.10")
@@ -678,19 +677,11 @@ def main(argv: list[str] | None = None) -> int:
     args.pose_base = parse_params(args.pose_base)
     args.pose_sets = [parse_params(s) for s in (args.pose_params or list(DEFAULT_POSE_SETS))]
 
-    cmd = " ".join(shlex.quote(a) for a in [".venv/bin/python", "benchmarks/inr.py",
-                                             *(sys.argv[1:] if argv is None else argv)])
     info = machine_info()
-    started = _dt.datetime.now().astimezone()
+    cmd, started, parts = report_header(
+        "INR benchmark: speed and quality vs quantEM, pose recovery", "benchmarks/inr.py", argv, info)
     t_all = time.perf_counter()
-    parts = [
-        "# INR benchmark: speed and quality vs quantEM, pose recovery",
-        "",
-        f"Command: `{cmd}`  ",
-        f"Date: {started.isoformat(timespec='seconds')}  ",
-        "Machine: " + "; ".join(f"{k} {v}" for k, v in info.items())
-        + f"; load average (1/5/15 min) at start {loadavg()}",
-    ]
+    parts[-1] += f"; load average (1/5/15 min) at start {loadavg()}"
     if q:
         parts += ["", "**Quick run (`--quick`): one quantEM epoch and short INR runs, a smoke test of the "
                   "pipeline, not the reference numbers.**"]

@@ -122,6 +122,23 @@ def machine_info() -> dict[str, str]:
     }
 
 
+def report_header(title: str, script: str, argv: list[str] | None,
+                  info: dict[str, str]) -> tuple[str, _dt.datetime, list[str]]:
+    """The command line, the start time and the report's first lines (title, command,
+    date, machine; the caller may extend the machine line)."""
+    cmd = " ".join(shlex.quote(a) for a in [".venv/bin/python", script,
+                                             *(sys.argv[1:] if argv is None else argv)])
+    started = _dt.datetime.now().astimezone()
+    lines = [
+        f"# {title}",
+        "",
+        f"Command: `{cmd}`  ",
+        f"Date: {started.isoformat(timespec='seconds')}  ",
+        "Machine: " + "; ".join(f"{k} {v}" for k, v in info.items()),
+    ]
+    return cmd, started, lines
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -464,20 +481,14 @@ def main(argv: list[str] | None = None) -> int:
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     device = torch.device(args.device)
     data = find_needle(args.data)
-    cmd = " ".join(shlex.quote(a) for a in [".venv/bin/python", "benchmarks/projector.py",
-                                             *(sys.argv[1:] if argv is None else argv)])
     info = machine_info()
-    started = _dt.datetime.now().astimezone()
+    cmd, started, parts = report_header("Projector and SIRT benchmark", "benchmarks/projector.py",
+                                        argv, info)
     t_all = time.perf_counter()
-
-    parts = [
-        "# Projector and SIRT benchmark",
-        "",
-        f"Command: `{cmd}`  ",
-        f"Date: {started.isoformat(timespec='seconds')}  ",
-        "Machine: " + "; ".join(f"{k} {v}" for k, v in info.items()) + "  ",
-        f"Data: `{data.name}` ({data.parent.name}), tilt axis horizontal, 77 tilts -76°..76° step 2°",
-    ]
+    parts[-1] += "  "
+    parts.append(
+        f"Data: `{data.name}` ({data.parent.name}), tilt axis horizontal, 77 tilts -76°..76° step 2°"
+    )
     if args.quick:
         parts += ["", "**Quick run (`--quick`): small sizes and few SIRT iterations, a smoke test, "
                   "not the reference numbers; with 5 iterations fixed costs (system-matrix build, "
