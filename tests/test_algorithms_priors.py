@@ -120,6 +120,23 @@ def test_diptv_deterministic_and_reports(blobs_60_10):
     assert not np.array_equal(a[-1].volume, c[-1].volume)
 
 
+def test_diptv_reports_the_whole_volume_objective(blobs_60_10):
+    """Steps fit random slabs, but the loss they report is that of the whole volume."""
+    from tomoprior.algorithms._tv import tv_norm
+
+    A, y, _, _ = blobs_60_10
+    st = _last(diptv(A, y, iterations=6, every=3, warm_start="sirt", warm_iterations=3, lam=0.05,
+                     batch_slices=4, val_fraction=0.0, ema=0.0, seed=1))
+    s = st.extras["resume"]["scale"]
+    x = torch.from_numpy(st.volume) / s
+    r = A(x) - y / s
+    data = float(0.5 * (r * r).sum() / r.numel())
+    tv = float(tv_norm(x)) / (A.range_shape[1] * A.range_shape[2])
+    assert st.extras["train_loss"] == pytest.approx(data, rel=1e-4)
+    assert st.extras["tv"] == pytest.approx(tv, rel=1e-4)
+    assert st.loss == pytest.approx(data + 0.05 * tv, rel=1e-4)
+
+
 def test_diptv_lam_auto_comes_from_cstv(blobs_60_10):
     A, y, _, _ = blobs_60_10
     steps = list(diptv(A, y, iterations=2, every=1, warm_iterations=20))

@@ -228,7 +228,9 @@ def diptv(
         steps every ``every`` network steps showing the moving average; the
         last step holds the best snapshot by held-out error
         (``best_iteration``; 0 means the warm start was best). Extras:
-        ``train_loss``, ``val_loss``, ``tv``, ``lam``.
+        ``train_loss``, ``val_loss``, ``tv``, ``lam``. ``loss`` and these
+        extras are those of the network's whole current volume (data term +
+        ``lam`` x TV), not of the last slab, so the curve is smooth.
     """
     if mode not in ("2d", "3d"):
         raise ValueError(f"mode must be '2d' or '3d', got {mode!r}")
@@ -365,14 +367,21 @@ def _fit(gen, A, yn, train, val, lam, lr, iterations, every, batch_slices, ema, 
             with torch.no_grad():
                 xf = gen.full()
                 avg = xf.clone() if avg is None else avg.mul_(ema).add_(xf, alpha=1 - ema)
+                # the whole volume's objective: the slab losses jump from slab to slab
+                res = A(xf) - yn
+                rt = res * train_w
+                data_full = float(0.5 * (rt * rt).sum() / train_w.sum().clamp_min(1.0))
+                tv_full = float(tv_norm(xf)) / float(ny * nu)
+                loss_value = data_full + lam * tv_full
                 if val is not None:
-                    val_loss = val_error(xf)
+                    rv = res * val
+                    val_loss = float((rv * rv).sum() / n_val)
                     if val_loss < best[0]:
                         best = (val_loss, xf.clone(), start + k)
                     v_avg = val_error(avg)
                     if v_avg < best[0]:
                         best = (v_avg, avg.clone(), start + k)
-            extras = {"phase": "dip", "train_loss": float(data.detach()), "tv": float(tv.detach()),
+            extras = {"phase": "dip", "train_loss": data_full, "tv": tv_full,
                       "val_loss": val_loss, "lam": lam}
             shown = avg
             if last:
