@@ -19,7 +19,7 @@ The data are divided by a typical density (see
 :func:`~tomoprior.algorithms._common.estimate_scale`) so that ``lam`` is
 relative: the effective weight is ``lam * n_tilts`` in units where the
 specimen's density is about 1. ``lam="auto"`` picks lambda from a grid by
-the median absolute error on held-out detector pixels.
+the error on held-out detector pixels.
 
 References
 ----------
@@ -162,8 +162,7 @@ def cstv(
         Primal-dual iterations (of the final fit when ``lam="auto"``).
     lam : float or "auto"
         Relative TV weight (see module notes); ``"auto"`` chooses it from
-        ``AUTO_GRID x DEFAULT_LAM`` by the median absolute error on held-out
-        pixels.
+        ``AUTO_GRID x DEFAULT_LAM`` by the error on held-out pixels.
     x0 : volume, optional
         Warm start of the primal variable (dual variables start at zero).
     every : int
@@ -239,22 +238,12 @@ def cstv(
 
 
 def _auto_lambda(A, yn, x0, m, iterations, nonneg, adaptive, val_fraction, seed, scale, start):
-    """Try each lambda of the grid on a training split; return the best by held-out error.
-
-    The error is the *median* absolute residual on the held-out pixels (the
-    mean square is reported too). Data that no volume fits exactly, such as
-    ADF series whose crystalline particles change brightness from tilt to
-    tilt, leave large residuals on part of the pixels whatever lambda is;
-    their mean square then rewards the smoothest volume, while the median
-    follows the bulk of the pixels. On consistent data both pick the same
-    lambda.
-    """
+    """Try each lambda of the grid on a training split; return the best by held-out error."""
     fraction = max(val_fraction, 0.01)
     train, valid = validation_split(tuple(yn.shape), m, fraction, seed, yn)
     if valid is None:  # the caller's mask holds nothing out: split its pixels
         train, valid = validation_split(tuple(yn.shape), None, fraction, seed, yn)
         train, valid = train * m, valid * m
-    held = valid > 0
     n_val = float(valid.sum().clamp_min(1))
     its = max(20, iterations // 2)
     search: list[dict] = []
@@ -268,14 +257,12 @@ def _auto_lambda(A, yn, x0, m, iterations, nonneg, adaptive, val_fraction, seed,
         with torch.no_grad():
             r = (A(x) - yn) * valid
             val = float((r * r).sum()) / n_val
-            mad = float(r[held].abs().median())
-        search.append({"lam": lam, "val_loss": val, "val_median_abs": mad})
-        if mad < best[0]:
-            best = (mad, lam, x.clone())
+        search.append({"lam": lam, "val_loss": val})
+        if val < best[0]:
+            best = (val, lam, x.clone())
         yield Step(
             start, snapshot(x * scale), None,
-            {"lam": lam, "val_loss": val, "val_median_abs": mad, "lam_search": list(search),
-             "phase": "lambda search",
+            {"lam": lam, "val_loss": val, "lam_search": list(search), "phase": "lambda search",
              "candidate": i + 1, "candidates": len(AUTO_GRID)},
             None,
         )
