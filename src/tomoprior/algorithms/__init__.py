@@ -166,7 +166,7 @@ METHODS: dict[str, Method] = {
         "piecewise-constant look; lam='auto' picks the weight by held-out pixels.",
         params=(
             _P("lam", "auto", "TV weight λ", "Relative TV weight, or 'auto': chosen from a grid "
-               "by the error on held-out pixels", min=0.0, max=100.0, log=True, allow_auto=True),
+               "by the median error on held-out pixels", min=0.0, max=100.0, log=True, allow_auto=True),
             _P("nonneg", True, "Non-negative", "Constrain densities to >= 0"),
             _P("adaptive", True, "Adaptive steps", "Residual-balancing primal/dual steps",
                advanced=True),

@@ -293,7 +293,10 @@ def _warm_start(A, y, x0, warm_start, warm_iterations, lam, train, val_fraction,
         vol = torch.from_numpy(last.volume).to(device=A.device, dtype=A.dtype)
     if auto or (vol is None and warm_start == "cstv"):
         last = None
+        # the mean-square rule: on data no volume fits it picks a stronger lambda than the
+        # median, and the network, started from a weaker one, fits the inconsistency
         gen = cstv(A, y, iterations=max(1, int(warm_iterations)), lam="auto" if auto else lam,
+                   lam_rule="mean square",
                    every=every, mask=train, val_fraction=max(val_fraction, 0.01), seed=seed)
         for last in gen:
             yield Step(start, last.volume, last.loss,
