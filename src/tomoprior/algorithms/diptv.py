@@ -12,7 +12,8 @@ pixels, plus a TV term:
 The normalisation makes ``lam`` the same relative weight as CS-TV's (the
 objective is CS-TV's divided by the number of detector pixels), so a good
 CS-TV lambda is a good DIP-TV lambda, and ``lam="auto"`` takes the one
-CS-TV chooses by held-out pixels. No training data is needed: the network's
+CS-TV chooses by the mean square error on held-out pixels (see CS-TV's
+``lam_rule``). No training data is needed: the network's
 architecture is the prior.
 
 Efficiency on a CPU comes from four choices, each measured on simulated
@@ -192,7 +193,7 @@ def diptv(
         Optimiser steps of the network.
     lam : float or "auto"
         Relative TV weight (as CS-TV's ``lam``); ``"auto"`` takes the weight
-        CS-TV chooses by held-out pixels.
+        CS-TV chooses by the mean square error on held-out pixels.
     lr : float
         Adam learning rate.
     x0 : volume, optional
