@@ -80,7 +80,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -95,8 +94,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from projector import (  # noqa: E402
     apply_orientation,
+    base_machine_info,
     best_orientation,
-    cpu_model,
     describe_orientation,
     loadavg,
     report_header,
@@ -116,17 +115,7 @@ def log(msg: str) -> None:
 
 
 def machine_info() -> dict[str, str]:
-    from tomoprior import __version__ as tp_v
-
-    return {
-        "nproc": str(os.cpu_count()),
-        "cpu": cpu_model(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torch threads": str(torch.get_num_threads()),
-        "tomoprior": tp_v,
-        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "unset"),
-    }
+    return {**base_machine_info(), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "unset")}
 
 
 def parse_params(text: str) -> dict:

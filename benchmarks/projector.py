@@ -99,13 +99,8 @@ def loadavg() -> str:
         return "?"
 
 
-def machine_info() -> dict[str, str]:
-    try:
-        import astra
-
-        astra_v = astra.__version__
-    except Exception:  # pragma: no cover - astra is a dependency
-        astra_v = "?"
+def base_machine_info() -> dict[str, str]:
+    """CPU, Python, torch and package versions: the part every benchmark reports."""
     try:
         from tomoprior import __version__ as tp_v
     except Exception:  # pragma: no cover
@@ -116,8 +111,20 @@ def machine_info() -> dict[str, str]:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "torch threads": str(torch.get_num_threads()),
-        "astra-toolbox": astra_v,
         "tomoprior": tp_v,
+    }
+
+
+def machine_info() -> dict[str, str]:
+    try:
+        import astra
+
+        astra_v = astra.__version__
+    except Exception:  # pragma: no cover - astra is a dependency
+        astra_v = "?"
+    return {
+        **base_machine_info(),
+        "astra-toolbox": astra_v,
         "load average (1/5/15 min) at start": loadavg(),
     }
 
