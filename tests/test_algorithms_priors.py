@@ -164,7 +164,7 @@ def test_diptv_reports_the_whole_volume_objective(blobs_60_10):
     assert st.loss == pytest.approx(data + 0.05 * tv, rel=1e-4)
 
 
-def test_diptv_lam_auto_comes_from_cstv(blobs_60_10):
+def test_diptv_lam_auto_comes_from_cstv(blobs_60_10, monkeypatch):
     A, y, _, _ = blobs_60_10
     steps = list(diptv(A, y, iterations=2, every=1, warm_iterations=20))
     searched = [s.extras.get("lam") for s in steps if s.extras.get("phase") == "warm start"]
@@ -179,11 +179,8 @@ def test_diptv_lam_auto_comes_from_cstv(blobs_60_10):
         seen["rule"] = args[-1]
         return (yield from orig(*args))
 
-    cstv_module._auto_lambda = spy
-    try:
-        list(diptv(A, y, iterations=1, every=1, warm_iterations=20))
-    finally:
-        cstv_module._auto_lambda = orig
+    monkeypatch.setattr(cstv_module, "_auto_lambda", spy)
+    list(diptv(A, y, iterations=1, every=1, warm_iterations=20))
     assert seen["rule"] == "mean square"
 
 

@@ -330,8 +330,9 @@ def _fit(gen, A, yn, train, val, lam, lr, iterations, every, batch_slices, ema, 
                 return gen(sl)
         return gen(sl)
 
-    def val_error(x: torch.Tensor) -> float:
-        r = (A(x) - yn) * val
+    def val_error(res: torch.Tensor) -> float:
+        """Mean square held-out error of a residual ``A x - y``."""
+        r = res * val
         return float((r * r).sum() / n_val)
 
     avg = None
@@ -347,7 +348,7 @@ def _fit(gen, A, yn, train, val, lam, lr, iterations, every, batch_slices, ema, 
         order.set_state(resume["order"])
     elif val is not None:  # the starting point is a candidate too
         x_start = gen.full()
-        best = (val_error(x_start), x_start, start)
+        best = (val_error(A(x_start) - yn), x_start, start)
     for k in range(1, iterations + 1):
         if b == ny:
             sl = slice(0, ny)
@@ -378,11 +379,10 @@ def _fit(gen, A, yn, train, val, lam, lr, iterations, every, batch_slices, ema, 
                 tv_full = float(tv_norm(xf)) / float(ny * nu)
                 loss_value = data_full + lam * tv_full
                 if val is not None:
-                    rv = res * val
-                    val_loss = float((rv * rv).sum() / n_val)
+                    val_loss = val_error(res)
                     if val_loss < best[0]:
                         best = (val_loss, xf.clone(), start + k)
-                    v_avg = val_error(avg)
+                    v_avg = val_error(A(avg) - yn)
                     if v_avg < best[0]:
                         best = (v_avg, avg.clone(), start + k)
             extras = {"phase": "dip", "train_loss": data_full, "tv": tv_full,
