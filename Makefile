@@ -15,7 +15,7 @@ TORCH_INDEX ?=
 PYTEST_ARGS ?=
 XVFB := xvfb-run -a -s "-screen 0 1600x1000x24"
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test quick lint bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ test: $(VENV)/.dev
 	else \
 	  $(PY) -m pytest $(PYTEST_ARGS); \
 	fi
+
+# the suite without the tests marked slow (quality orderings, long fits): for editing loops
+quick:
+	$(MAKE) test PYTEST_ARGS='-m "not slow" $(PYTEST_ARGS)'
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check src tests benchmarks docs

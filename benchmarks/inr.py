@@ -47,7 +47,7 @@ drift of up to ±3 px (``shifts=3.0``) and a 2° tilt-axis error
 learning from the *nominal* geometry (axis 0°, no shifts), with the *true*
 geometry and no pose learning (perfectly aligned), and with the nominal
 geometry and no pose learning. The learned geometry (the last Step's
-``extras["geometry"]``: learned poses folded into a raw-frame
+``Step.geometry``: learned poses folded into a raw-frame
 ``TiltGeometry``) is compared with the true one: the tilt axis directly, and
 the per-tilt shift corrections after subtracting each geometry's shift at the
 reference tilt (the tilt nearest 0°, held fixed by the INR, so only shifts
@@ -260,7 +260,7 @@ def run_ours(series, geometry, params: dict, iterations: int, every: int, seed: 
         for st in rec:
             last = st
             row = {"seconds": rec.seconds, "iteration": st.iteration, "rays": st.iteration * batch,
-                   "loss": float(st.loss), "val_loss": st.extras.get("val_loss")}
+                   "loss": float(st.loss), "val_loss": st.heldout}
             if scorer is not None:
                 row.update(scorer.score(st.volume))
             curve.append(row)
@@ -489,8 +489,8 @@ def part_pose(args) -> dict:
         last = r.pop("last")
         row = {"label": label, "params": params, "seconds": r["seconds"], "rays_per_s": r["rays_per_s"],
                "ssim": ssim(last.volume), "curve": r["curve"]}
-        if "geometry" in last.extras:
-            row.update(pose_errors(last.extras["geometry"], true_geom, angles))
+        if last.geometry is not None:
+            row.update(pose_errors(last.geometry, true_geom, angles))
             log(f"    shift RMS {row['shift_rms']:.3f} px (rigid-gauge {row['shift_rms_rigid']:.3f}),"
                 f" axis {row['axis_learned']:.3f}° (true {row['axis_true']:.3f}°), SSIM {row['ssim']:.4f}")
         else:

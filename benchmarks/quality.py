@@ -56,7 +56,7 @@ def reconstruct(method: str, series, geom, params: dict):
     rec = run(method, series, geom, **kw)
     last, first = None, None
     for last in rec:
-        if first is None and last.iteration > 0 and last.extras.get("phase") in (None, "dip"):
+        if first is None and last.iteration > 0 and last.phase == "iterate":
             first = (last.iteration, time.perf_counter())
     t1 = time.perf_counter()
     rate = None

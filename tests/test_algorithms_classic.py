@@ -79,7 +79,7 @@ def test_sirt_every_includes_last_and_snapshots_are_copies(problem):
 
 def test_sirt_stops_when_closed(problem):
     A, y, _ = problem
-    gen = sirt(A, y, iterations=1000)
+    gen = sirt(A, y, iterations=1000, every=1)
     first = next(gen)
     gen.close()
     assert first.iteration == 1

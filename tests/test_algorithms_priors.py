@@ -39,6 +39,7 @@ def test_cstv_beats_sirt_on_sparse_phantom(sparse_45):
     assert ssim(c, truth, mask=mask, fit=True) > ssim(s, truth, mask=mask, fit=True) + 0.05
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("lam", [0.003, 0.3])
 def test_cstv_converges_for_weak_and_strong_tv(sparse_45, lam):
     A, y, _, _ = sparse_45
@@ -65,13 +66,14 @@ def test_cstv_resume_is_exact_and_x0_accepted(sparse_45):
     state, start = None, 0
     for _ in range(3):
         steps = list(cstv(A, y, iterations=10, lam=0.02, every=5, resume=state, start=start))
-        state, start = steps[-1].extras["resume"], steps[-1].iteration
+        state, start = steps[-1].resume, steps[-1].iteration
     assert [s.iteration for s in steps] == [25, 30]
     np.testing.assert_allclose(steps[-1].volume, one.volume, rtol=1e-4, atol=1e-5)
     warm = list(cstv(A, y, iterations=20, lam=0.02, every=10, x0=one.volume, start=30))
     assert [s.iteration for s in warm] == [40, 50] and np.isfinite(warm[-1].volume).all()
 
 
+@pytest.mark.slow
 def test_cstv_auto_lambda_lands_near_best_of_grid():
     A, y, truth, mask = _problem("spheres", 32, np.arange(-60, 61, 6.0), seed=3,
                                  noise="poisson", dose=2e3)
@@ -80,11 +82,12 @@ def test_cstv_auto_lambda_lands_near_best_of_grid():
                         mask=mask, fit=True) for lam in grid}
     best = max(scores.values())
     auto = _last(cstv(A, y, iterations=150, lam="auto", every=150))
-    assert "lam_search" in auto.extras and len(auto.extras["lam_search"]) == 5
+    assert len(auto.search) == 5
     chosen = auto.extras["lam"]
     assert ssim(auto.volume, truth, mask=mask, fit=True) > best - 0.03, (chosen, scores)
 
 
+@pytest.mark.slow
 def test_cstv_auto_lambda_robust_to_diffraction_contrast():
     """ADF particles change brightness from tilt to tilt: no volume fits every pixel.
 
@@ -97,7 +100,7 @@ def test_cstv_auto_lambda_robust_to_diffraction_contrast():
     scores = {lam: ssim(_last(cstv(A, y, iterations=150, lam=lam, every=150)).volume, truth,
                         mask=mask, fit=True) for lam in grid}
     auto = _last(cstv(A, y, iterations=150, lam="auto", every=150))
-    search = auto.extras["lam_search"]
+    search = auto.search
     assert auto.extras["lam"] == min(search, key=lambda d: d["val_median_abs"])["lam"]
     assert ssim(auto.volume, truth, mask=mask, fit=True) > max(scores.values()) - 0.02, scores
     mse = _last(cstv(A, y, iterations=150, lam="auto", every=150, lam_rule="mean square"))
@@ -117,6 +120,7 @@ def blobs_60_10():
     return _problem("blobs", 32, np.arange(-60, 61, 10.0), seed=1)
 
 
+@pytest.mark.slow
 def test_diptv_beats_sirt_on_blobs(blobs_60_10):
     A, y, truth, mask = blobs_60_10
     s = _last(sirt(A, y, iterations=100, every=100)).volume
@@ -133,16 +137,17 @@ def test_diptv_starts_exactly_at_the_warm_start(blobs_60_10):
     np.testing.assert_allclose(st.volume, x0, rtol=1e-4, atol=2e-3 * float(x0.max()))
 
 
+@pytest.mark.slow
 def test_diptv_deterministic_and_reports(blobs_60_10):
     A, y, _, _ = blobs_60_10
     kw = dict(iterations=20, every=10, seed=5, warm_start="sirt", warm_iterations=5, lam=0.02)
     a = list(diptv(A, y, **kw))
     b = list(diptv(A, y, **kw))
     np.testing.assert_array_equal(a[-1].volume, b[-1].volume)
-    warm = [s for s in a if s.extras.get("phase") == "warm start"]
-    dip_steps = [s for s in a if s.extras.get("phase") == "dip"]
+    warm = [s for s in a if s.phase == "warm start"]
+    dip_steps = [s for s in a if s.phase == "iterate"]
     assert warm and [s.iteration for s in dip_steps] == [10, 20]
-    assert {"train_loss", "val_loss", "tv", "lam"} <= set(dip_steps[-1].extras)
+    assert {"train_loss", "tv", "lam"} <= set(dip_steps[-1].extras) and dip_steps[-1].heldout is not None
     c = list(diptv(A, y, **{**kw, "seed": 6}))
     assert not np.array_equal(a[-1].volume, c[-1].volume)
 
@@ -154,7 +159,7 @@ def test_diptv_reports_the_whole_volume_objective(blobs_60_10):
     A, y, _, _ = blobs_60_10
     st = _last(diptv(A, y, iterations=6, every=3, warm_start="sirt", warm_iterations=3, lam=0.05,
                      batch_slices=4, val_fraction=0.0, ema=0.0, seed=1))
-    s = st.extras["resume"]["scale"]
+    s = st.resume.data["scale"]
     x = torch.from_numpy(st.volume) / s
     r = A(x) - y / s
     data = float(0.5 * (r * r).sum() / r.numel())
@@ -167,19 +172,19 @@ def test_diptv_reports_the_whole_volume_objective(blobs_60_10):
 def test_diptv_lam_auto_comes_from_cstv(blobs_60_10, monkeypatch):
     A, y, _, _ = blobs_60_10
     steps = list(diptv(A, y, iterations=2, every=1, warm_iterations=20))
-    searched = [s.extras.get("lam") for s in steps if s.extras.get("phase") == "warm start"]
+    searched = [s.extras.get("lam") for s in steps if s.phase == "warm start"]
     assert searched and steps[-1].extras["lam"] == searched[-1]
     # the warm start picks lambda by the mean square held-out error (see cstv's lam_rule)
     from tomoprior.algorithms import cstv as cstv_module
 
     seen = {}
-    orig = cstv_module._auto_lambda
+    orig = cstv_module._CSTV._search_lambda
 
-    def spy(*args):
-        seen["rule"] = args[-1]
-        return (yield from orig(*args))
+    def spy(self, *args):
+        seen["rule"] = self.lam_rule
+        return (yield from orig(self, *args))
 
-    monkeypatch.setattr(cstv_module, "_auto_lambda", spy)
+    monkeypatch.setattr(cstv_module._CSTV, "_search_lambda", spy)
     list(diptv(A, y, iterations=1, every=1, warm_iterations=20))
     assert seen["rule"] == "mean square"
 
@@ -189,7 +194,7 @@ def test_diptv_stops_cleanly(blobs_60_10):
     gen = diptv(A, y, iterations=10_000, every=1, warm_start="none", lam=0.02)
     first = next(gen)
     gen.close()
-    assert first.iteration == 1 and first.extras["phase"] == "dip"
+    assert first.iteration == 1 and first.phase == "iterate"
     with pytest.raises(StopIteration):
         next(gen)
 
@@ -199,9 +204,9 @@ def test_diptv_resume_is_exact(blobs_60_10):
     kw = dict(seed=2, warm_start="sirt", warm_iterations=4, lam=0.02)
     one = _last(diptv(A, y, iterations=12, every=6, **kw))
     first = _last(diptv(A, y, iterations=6, every=6, **kw))
-    second = list(diptv(A, y, iterations=6, every=3, resume=first.extras["resume"], start=6, **kw))
+    second = list(diptv(A, y, iterations=6, every=3, resume=first.resume, start=6, **kw))
     assert [s.iteration for s in second] == [9, 12]
-    assert all(s.extras["phase"] == "dip" for s in second)
+    assert all(s.phase == "iterate" for s in second)
     np.testing.assert_allclose(second[-1].volume, one.volume, rtol=1e-5, atol=1e-6)
 
 

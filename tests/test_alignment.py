@@ -30,13 +30,13 @@ from tomoprior.alignment import (
     xcorr_shifts,
     xf_lines,
 )
-from tomoprior.alignment._frame import (
+from tomoprior.errors import DataError, GeometryError, MethodUnavailable, TomopriorError
+from tomoprior.frames import (
     canonical_series,
     fix_reference,
     from_canonical_shifts,
     to_canonical_shifts,
 )
-from tomoprior.errors import DataError, GeometryError, MethodUnavailable, TomopriorError
 from tomoprior.geometry import TiltGeometry, angles_from_range
 from tomoprior.phantoms import make_phantom, simulate
 from tomoprior.transforms import bin_images, to_canonical, warp_images
@@ -250,6 +250,7 @@ def test_bad_input_raises_clear_errors(misaligned):
 
 
 # -- the real needle ----------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.needle
 @pytest.mark.skipif(not os.path.exists(NEEDLE), reason="needle data not available")
 def test_needle_alignment_sharpens_the_reconstruction():

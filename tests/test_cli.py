@@ -98,6 +98,8 @@ def test_angles_from_start_step(tmp_path, small_series, capsys):
         ("nan", "NaN"),
         ("samefile", "must differ"),
         ("badparam", "relaxation"),
+        ("unknownparam", "no parameter 'relaxaton'"),
+        ("nanparam", "finite"),
     ],
 )
 def test_user_errors_exit_2_with_one_line(tmp_path, small_series, capsys, setup, message):
@@ -123,6 +125,12 @@ def test_user_errors_exit_2_with_one_line(tmp_path, small_series, capsys, setup,
     elif setup == "badparam":
         io.write_tilt_series(src, series, g)
         args += ["--param", "relaxation=5"]
+    elif setup == "unknownparam":
+        io.write_tilt_series(src, series, g)
+        args += ["--param", "relaxaton=1.5"]
+    elif setup == "nanparam":
+        io.write_tilt_series(src, series, g)
+        args[5:7] = ["cstv", "--param", "lam=nan", "--iterations"]
     assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("tomoprior: error:")
@@ -154,10 +162,73 @@ def test_simulate_writes_series_truth_and_geometry(tmp_path, capsys):
 
 
 def test_methods_lists_registry(capsys):
+    from tomoprior.algorithms import METHODS
+
     assert main(["methods", "--json"]) == 0
     m = _json_tail(capsys.readouterr().out)
-    assert {"wbp", "sirt", "cstv", "diptv", "inr"} <= set(m)
-    assert m["cstv"]["params"]["lam"] == pytest.approx(m["cstv"]["params"]["lam"])
+    assert list(m) == list(METHODS)
+    for name, method in METHODS.items():
+        assert m[name]["label"] == method.label
+        assert {k: v["default"] for k, v in m[name]["params"].items()} == method.defaults()
+    assert m["cstv"]["params"]["lam"]["default"] == "auto" and m["cstv"]["params"]["lam"]["auto"]
+    assert "resumable" in m["sirt"]["capabilities"] and "learns_poses" in m["inr"]["capabilities"]
+    assert main(["methods"]) == 0
+    text = capsys.readouterr().out
+    assert "--param lam_rule=median" in text
+
+
+def test_readme_method_table_is_generated(capsys):
+    from pathlib import Path
+
+    assert main(["methods", "--markdown"]) == 0
+    table = capsys.readouterr().out.strip()
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    start, end = "<!-- methods-table:start -->", "<!-- methods-table:end -->"
+    inside = readme[readme.index(start) + len(start):readme.index(end)].strip()
+    assert inside == table, "README's method table is stale: paste `tomoprior methods --markdown`"
+
+
+def test_method_choices_come_from_the_registry(tmp_path, capsys):
+    from tomoprior.algorithms import METHODS
+
+    with pytest.raises(SystemExit) as info:
+        main(["reconstruct", "x.tif", "-o", str(tmp_path / "o.tif"), "--method", "art"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert all(repr(name) in err for name in METHODS)
+
+
+def test_help_explains_exit_status(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "exit status" in out and "never a traceback" in out
+
+
+def test_diverged_run_exits_2_with_one_line(monkeypatch, series_file, tmp_path, capsys):
+    from tomoprior.algorithms import sirt as sirt_module
+
+    monkeypatch.setattr(sirt_module._SIRT, "update", lambda self, k: float("nan"))
+    path, _, _ = series_file
+    out = tmp_path / "o.tif"
+    assert main(["reconstruct", str(path), "-o", str(out), "--method", "sirt"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == ("tomoprior: error: SIRT diverged at iteration 1 (the loss is not finite): "
+                       "lower the relaxation")
+    assert not out.exists()
+
+
+def test_bug_is_not_disguised_as_user_error(monkeypatch, series_file, tmp_path):
+    """Only errors a user can cause become one line; a bug keeps its traceback."""
+    import tomoprior.run as run_module
+
+    def broken(*args, **kwargs):
+        raise KeyError("internal")
+
+    monkeypatch.setattr(run_module, "run", broken)
+    path, _, _ = series_file
+    with pytest.raises(KeyError):
+        main(["reconstruct", str(path), "-o", str(tmp_path / "o.tif"), "--method", "sirt"])
 
 
 def test_entry_point_runs():

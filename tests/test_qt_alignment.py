@@ -242,7 +242,7 @@ def test_worker_errors_are_one_line_notifications(widget, qtbot, notes, monkeypa
     def broken(*a, **k):
         raise KeyError("boom\nwith a long second line")
 
-    monkeypatch.setattr("tomoprior._qt.align_model.align_series", broken)
+    monkeypatch.setattr("tomoprior._napari.align_model.align_series", broken)
     w = widget
     w.align_button.click()
     qtbot.waitUntil(lambda: not w.task.busy, timeout=WAIT)
@@ -254,7 +254,7 @@ def test_worker_errors_are_one_line_notifications(widget, qtbot, notes, monkeypa
 
 def test_hand_geometry_and_preview_model(misaligned):
     """The Qt-free model: a hand-set axis turns the shifts; the preview is three slices."""
-    from tomoprior._qt.align_model import hand_geometry, preview_image
+    from tomoprior._napari.align_model import hand_geometry, preview_image
     from tomoprior.alignment import AlignmentError
     from tomoprior.geometry import TiltGeometry
 

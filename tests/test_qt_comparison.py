@@ -51,7 +51,7 @@ def viewer(make_napari_viewer, tiny):
 def choose(w, **iterations):
     for name, c in w.choices.items():
         c.check.setChecked(name in iterations)
-        if name in iterations and c.method.iterative:
+        if name in iterations and c.method.capabilities.iterative:
             c.iterations.setValue(iterations[name])
 
 

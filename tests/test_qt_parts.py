@@ -6,7 +6,8 @@ import pytest
 pytest.importorskip("pytestqt")
 pytest.importorskip("napari")
 
-from tomoprior.algorithms import METHODS, Method, Param
+from tomoprior.algorithms import METHODS, Param
+from tomoprior.algorithms._declare import method
 from tomoprior.errors import GeometryError
 from tomoprior.step import Step
 
@@ -42,21 +43,16 @@ def test_every_registry_method_gets_a_page(qtbot, name):
 def test_a_registered_method_appears_without_special_code(qtbot, monkeypatch):
     from tomoprior._qt.method_panel import MethodPanel
 
-    fake = Method(
-        name="fake",
-        label="Fake",
-        module="tomoprior.algorithms.sirt",
-        function="sirt",
-        description="a test entry",
-        params=(
-            Param("k", 3, "K", "an int", min=1, max=9),
-            Param("mode", "a", "Mode", "a choice", choices=("a", "b")),
-            Param("w", 0.5, "W", "a float", min=0.0, max=1.0, advanced=True),
-            Param("lam", 0.1, "λ", "auto or number", min=0.0, allow_auto=True, log=True),
-        ),
-        default_iterations=7,
-        default_every=7,
-    )
+    @method("fake", label="Fake", help="a test entry", params=(
+        Param("k", "K", "an int", min=1, max=9),
+        Param("mode", "Mode", "a choice", choices=("a", "b")),
+        Param("w", "W", "a float", min=0.0, max=1.0, advanced=True),
+        Param("lam", "λ", "auto or number", min=0.0, allow_auto=True, log=True),
+    ))
+    def fake_method(A, y, *, iterations=7, every=7, k=3, mode="a", w=0.5, lam=0.1):
+        yield from ()
+
+    fake = fake_method.__tomoprior_method__
     monkeypatch.setitem(METHODS, "fake", fake)
     panel = MethodPanel()
     qtbot.addWidget(panel)
@@ -76,7 +72,8 @@ def test_a_registered_method_appears_without_special_code(qtbot, monkeypatch):
 def test_log_parameters_keep_small_values(qtbot):
     from tomoprior._qt.param_widgets import ParamField
 
-    f = ParamField(Param("lr", 2e-3, "Learning rate", "Adam step", min=1e-6, max=1.0, log=True))
+    f = ParamField(Param("lr", "Learning rate", "Adam step", min=1e-6, max=1.0, log=True,
+                         default=2e-3))
     qtbot.addWidget(f.widget.native)
     assert f.value() == pytest.approx(2e-3)
     f.set(3e-5)
@@ -116,7 +113,8 @@ class _Rec:
             self.finished = True
             raise StopIteration
         self.i += 1
-        self.last = Step(self.i, np.zeros((2, 2, 2), np.float32), 1.0 / self.i, {}, self.n)
+        self.last = Step(iteration=self.i, volume=np.zeros((2, 2, 2), np.float32),
+                         loss=1.0 / self.i, total=self.n)
         return self.last
 
     def close(self):

@@ -59,7 +59,7 @@ def test_chunks_equal_one_pass_for_separable_methods(small_series):
     series, g, _ = small_series
     full = reconstruct("sirt", series, g, iterations=10)[0]
     steps = list(run("sirt", series, g, iterations=10, every=10, chunk=12))
-    assert [s.extras["chunk"] for s in steps] == [0, 1, 2]
+    assert [s.chunk for s in steps] == [(0, 3), (1, 3), (2, 3)]
     np.testing.assert_allclose(steps[-1].volume, full, rtol=1e-4, atol=1e-4)
 
 

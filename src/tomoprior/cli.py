@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .errors import TomopriorError
+from .errors import is_user_error, user_message
 
 __all__ = ["main"]
 
@@ -211,14 +211,15 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         thickness=args.thickness, heldout=args.heldout, seed=args.seed,
         chunk=args.chunk, source=str(f.path), **params,
     )
-    total = rec.start + rec.iterations if m.iterative else 1
+    total = rec.start + rec.iterations if m.capabilities.iterative else 1
     bar = Progress(total, m.label)
     last = None
     interrupted = False
     try:
         for last in rec:
-            chunk = last.extras.get("chunk")
-            extra = f"slab {chunk + 1}/{last.extras['chunks']}" if chunk is not None else ""
+            extra = f"slab {last.chunk[0] + 1}/{last.chunk[1]}" if last.chunk else ""
+            if last.phase != "iterate":
+                extra = f"{last.phase} {extra}".strip()
             bar.update(last.iteration, last.loss, extra)
     except KeyboardInterrupt:
         interrupted = True
@@ -255,7 +256,7 @@ def _write_learned_alignment(rec, last, out: Path) -> list[Path]:
     from .alignment import write_transforms
     from .geometry import TiltGeometry
 
-    learned = last.extras.get("geometry")
+    learned = last.geometry
     if learned is None:
         return []
     g = TiltGeometry.from_dict(learned)
@@ -344,19 +345,48 @@ def cmd_align(args: argparse.Namespace) -> int:
 
 
 def cmd_methods(args: argparse.Namespace) -> int:
-    from .algorithms import METHODS
+    from .algorithms import METHODS, methods_table
 
+    if args.markdown:
+        print(methods_table())
+        return 0
     if args.json:
-        _emit_json({n: {"label": m.label, "iterative": m.iterative,
+        _emit_json({n: {"label": m.label, "help": m.help, "capabilities": m.capabilities.names(),
                         "default_iterations": m.default_iterations,
-                        "params": {p.name: p.default for p in m.params}} for n, m in METHODS.items()})
+                        "default_every": m.default_every,
+                        "params": {p.name: {"default": p.default, "help": p.help,
+                                            "min": p.min, "max": p.max,
+                                            "choices": None if p.choices is None else list(p.choices),
+                                            "auto": p.allow_auto, "advanced": p.advanced}
+                                   for p in m.params}}
+                    for n, m in METHODS.items()})
         return 0
     for name, m in METHODS.items():
-        print(f"{name:6s} {m.label}: {m.description}")
+        caps = ", ".join(m.capabilities.names())
+        print(f"{name:6s} {m.label}: {m.help}")
+        print(f"         ({caps}; {m.default_iterations} iterations by default)")
         for p in m.params:
             extra = f" choices {list(p.choices)}" if p.choices else ""
-            print(f"         --param {p.name}={p.default}  {p.help}{extra}")
+            rng = ""
+            if p.min is not None or p.max is not None:
+                rng = f" [{'' if p.min is None else f'{p.min:g}'}, {'' if p.max is None else f'{p.max:g}'}]"
+            print(f"         --param {p.name}={p.default}  {p.help}{rng}{extra}")
     return 0
+
+
+class _MethodNames:
+    """The registry's method names, read only when argparse needs them (imports torch)."""
+
+    def _names(self) -> list[str]:
+        from .algorithms import METHODS
+
+        return list(METHODS)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names()
+
+    def __iter__(self):
+        return iter(self._names())
 
 
 # -- parser ---------------------------------------------------------------------------------------
@@ -364,6 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="tomoprior",
         description="Electron tomography: WBP, SIRT, CS-TV, DIP-TV and INR reconstructions of tilt series.",
+        epilog=EXIT_STATUS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ap.add_argument("--version", action="version", version=f"napari-tomoprior {__version__}")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -377,7 +409,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reconstruct", help="reconstruct a volume from a tilt series")
     p.add_argument("path")
     p.add_argument("-o", "--output", required=True, help="output volume (.tif or .mrc)")
-    p.add_argument("--method", required=True, choices=["wbp", "sirt", "cstv", "diptv", "inr"])
+    p.add_argument("--method", required=True, choices=_MethodNames(),
+                   help="reconstruction method (see `tomoprior methods`)")
     _add_common_recon_args(p)
     p.add_argument("--tilt-range", nargs=2, type=float, metavar=("MIN", "MAX"))
     p.add_argument("--tilt-increment", type=float, metavar="DEG")
@@ -430,11 +463,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("methods", help="list reconstruction methods and their parameters")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--markdown", action="store_true", help="the README's method table")
     p.set_defaults(func=cmd_methods)
     return ap
 
 
-_OOM = "out of memory: try --bin 2, --slices A:B, --chunk N or --device cpu"
+EXIT_STATUS = """exit status:
+  0    success
+  2    a problem with the input, the options or the run (a bad file, a wrong angle
+       count, a parameter out of range, a diverged run, out of memory): one line
+       on stderr saying what to change, never a traceback
+  130  interrupted (Ctrl-C); reconstruct keeps the last iterate
+  other  a bug in tomoprior: the traceback is printed; please report it"""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -445,21 +485,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _Exit as exc:
         print(f"tomoprior: error: {exc}", file=sys.stderr)
         return exc.code
-    except (TomopriorError, ValueError, FileNotFoundError, PermissionError) as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        print(f"tomoprior: error: {msg}", file=sys.stderr)
-        return 2
-    except MemoryError:
-        print(f"tomoprior: error: {_OOM}", file=sys.stderr)
-        return 2
-    except RuntimeError as exc:
-        if "out of memory" not in str(exc).lower():
-            raise
-        print(f"tomoprior: error: {_OOM}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("tomoprior: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if not (is_user_error(exc) or isinstance(exc, (ValueError, OSError))):
+            raise
+        device = getattr(args, "device", None)
+        print(f"tomoprior: error: {user_message(exc, interface='cli', device=device)}",
+              file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

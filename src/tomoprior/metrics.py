@@ -22,7 +22,7 @@ import numpy as np
 from scipy import fft as sfft
 from scipy import ndimage as ndi
 
-from .errors import DataError
+from .errors import DataError, ParameterError
 
 __all__ = [
     "compare",
@@ -280,7 +280,7 @@ def fsc_resolution(a, b, threshold=0.143, *, n_shells=None, pixel_size=None) -> 
     freq, c = curve["frequency"], curve["fsc"]
     if isinstance(threshold, str):
         if threshold.lower().replace("_", "-") not in ("half-bit", "1/2-bit"):
-            raise ValueError(f"unknown FSC threshold {threshold!r}: a number or 'half-bit'")
+            raise ParameterError(f"unknown FSC threshold {threshold!r}: a number or 'half-bit'")
         rn = np.sqrt(np.maximum(curve["n"], 1.0))
         thr = (0.2071 + 1.9102 / rn) / (1.2071 + 0.9102 / rn)
     else:
@@ -342,7 +342,7 @@ def heldout_mask(shape, fraction=0.05, seed=0) -> np.ndarray:
     the pixels outside the mask, score with :func:`heldout_error` inside it.
     """
     if not 0.0 <= fraction < 1.0:
-        raise ValueError(f"held-out fraction must be in [0, 1), got {fraction}")
+        raise ParameterError(f"held-out fraction must be in [0, 1), got {fraction}")
     shape = tuple(int(s) for s in shape)
     size = math.prod(shape)
     mask = np.zeros(size, dtype=bool)

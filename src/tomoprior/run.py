@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as _dt
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -27,7 +27,7 @@ import torch
 from . import __version__
 from .algorithms import Method, get_method
 from .device import resolve_device
-from .errors import DataError, GeometryError
+from .errors import DataError, GeometryError, ParameterError
 from .geometry import Selection, TiltGeometry
 from .operators import make_projector
 from .step import Step
@@ -307,8 +307,8 @@ class Reconstruction(Iterator[Step]):
     def canonical_steps(self) -> Iterator[Step]:
         """Steps with volumes in the canonical frame (one slab after another)."""
         p = self.prepared
-        fn = self.method.load()
-        held = self.heldout_mask() if self.method.uses_mask else None
+        m = self.method
+        held = self.heldout_mask() if m.capabilities.uses_mask else None
         z, ny, nu = p.volume_shape
         full = np.zeros((z, ny, nu), np.float32) if len(self._chunks) > 1 else None
         x0c = None if self._x0 is None else self._canonical_x0(self._x0)
@@ -317,23 +317,22 @@ class Reconstruction(Iterator[Step]):
                 p.geometry.angles, (z, oe - os_, nu), nu, backend=self.backend, device=self.device
             )
             kwargs: dict[str, Any] = dict(self.params)
-            kwargs.update(iterations=self.iterations, every=self.every, start=self.start, seed=self.seed)
+            run_kw = {"iterations": self.iterations, "every": self.every, "start": self.start,
+                      "seed": self.seed, "resume": self.resume_state}
             if x0c is not None:
-                kwargs["x0"] = torch.from_numpy(np.ascontiguousarray(x0c[:, os_:oe]))
+                run_kw["x0"] = torch.from_numpy(np.ascontiguousarray(x0c[:, os_:oe]))
             if held is not None:
-                kwargs["mask"] = torch.from_numpy(~held[:, os_:oe])
-            if self.resume_state is not None:
-                kwargs["resume"] = self.resume_state
-            gen = fn(A, self._slab_data(os_, oe), **kwargs)
+                run_kw["mask"] = torch.from_numpy(~held[:, os_:oe])
+            kwargs.update({k: v for k, v in run_kw.items() if v is not None and m.accepts(k)})
+            gen = m.function(A, self._slab_data(os_, oe), **kwargs)
             try:
                 for step in gen:
                     vol = step.volume[:, s - os_ : e - os_]
-                    extras = dict(step.extras)
+                    chunk = None
                     if full is not None:
                         full[:, s:e] = vol
-                        vol = full.copy()
-                        extras.update(chunk=ci, chunks=len(self._chunks))
-                    yield Step(step.iteration, vol, step.loss, extras, step.total)
+                        vol, chunk = full.copy(), (ci, len(self._chunks))
+                    yield replace(step, volume=vol, chunk=chunk)
             finally:
                 gen.close()
 
@@ -342,12 +341,10 @@ class Reconstruction(Iterator[Step]):
         try:
             for st in gen:
                 vol = volume_from_canonical(st.volume, self.prepared.geometry)
-                extras = st.extras
-                poses = extras.get("poses")
-                if poses is not None:
-                    extras = dict(extras)
-                    extras["geometry"] = self.learned_geometry(poses).to_dict()
-                yield Step(st.iteration, vol, st.loss, extras, st.total)
+                geometry = None
+                if st.poses is not None:
+                    geometry = self.learned_geometry(st.poses).to_dict()
+                yield replace(st, volume=vol, geometry=geometry)
         finally:
             gen.close()
 
@@ -397,7 +394,7 @@ class Reconstruction(Iterator[Step]):
         series = np.asarray(p.series, np.float32)
         out = {"reprojection_residual": metrics.reprojection_residual(A, vc, series)}
         held = self.heldout_mask()
-        if held is not None and self.method.uses_mask:
+        if held is not None and self.method.capabilities.uses_mask:
             out["heldout_error"] = metrics.heldout_error(A, vc, series, held)
         if reference is not None:
             ref = np.asarray(reference, np.float32)
@@ -420,7 +417,8 @@ class Reconstruction(Iterator[Step]):
             "method_label": self.method.label,
             "parameters": {k: v for k, v in self.params.items()},
             "iterations": None if last is None else int(last.iteration),
-            "planned_iterations": self.start + self.iterations if self.method.iterative else None,
+            "planned_iterations": (self.start + self.iterations
+                                   if self.method.capabilities.iterative else None),
             "stopped_early": bool(self.stopped),
             "final_loss": None if last is None or last.loss is None else float(last.loss),
             "kept_tilts": [int(i) for i in p.selection.indices],
@@ -442,20 +440,20 @@ class Reconstruction(Iterator[Step]):
 
 
 def _scalar_extras(step: Step | None) -> dict[str, Any]:
-    """The JSON-ready extras of a step (chosen lambda, best iteration, learned poses, ...)."""
-    import json
-
+    """The JSON-ready results of a step: its extras (chosen lambda, best iteration, ...),
+    held-out error, search table, learned poses and geometry."""
     if step is None:
         return {}
-    out = {}
-    for k, v in step.extras.items():
-        if k in ("resume", "model"):
-            continue
-        try:
-            json.dumps(v)
-        except (TypeError, ValueError):
-            continue
-        out[k] = v
+    out: dict[str, Any] = {k: v for k, v in step.extras.items()
+                           if not (isinstance(v, float) and not np.isfinite(v))}
+    if step.heldout is not None and np.isfinite(step.heldout):
+        out["heldout"] = step.heldout
+    if step.search:
+        out["search"] = [dict(row) for row in step.search]
+    if step.poses is not None:
+        out["poses"] = dict(step.poses)
+    if step.geometry is not None:
+        out["geometry"] = dict(step.geometry)
     return out
 
 
@@ -507,10 +505,10 @@ def run(
         Warm start, shaped like this run's output.
     start : int
         Iterations already done by ``x0`` (numbering continues).
-    resume : optional
-        ``step.extras["resume"]`` of the last Step of an earlier run of the
-        same method on the same data: continues that run exactly (CS-TV,
-        DIP-TV); SIRT needs only ``x0``.
+    resume : ResumeState, optional
+        ``step.resume`` of the last Step of an earlier run of the same
+        method on the same data: continues that run exactly (methods whose
+        capabilities say ``resumable``).
     heldout : float
         Fraction of detector pixels held out of the fit for validation.
     chunk, overlap : int, optional
@@ -520,17 +518,20 @@ def run(
     """
     m = get_method(method)
     resolved = m.resolve(params)
+    caps = m.capabilities
     prepared = prepare(
         tilt_series, geometry, tilt_range=tilt_range, increment=increment, bin=bin,
         slices=slices, thickness=thickness,
     )
     its = m.default_iterations if iterations is None else int(iterations)
     if its < 0:
-        raise ValueError("iterations must be >= 0")
+        raise ParameterError(f"iterations must be >= 0, got {its}")
     ev = m.default_every if every is None else max(1, int(every))
-    ov = (0 if m.separable else 8) if overlap is None else max(0, int(overlap))
+    ov = (0 if caps.separable else 8) if overlap is None else max(0, int(overlap))
+    if resume is not None and not caps.resumable:
+        raise ParameterError(f"{m.label} cannot resume a run")
     if resume is not None and chunk:
-        raise ValueError("resume continues a single-slab run: it cannot be combined with chunk")
+        raise ParameterError("resume continues a single-slab run: it cannot be combined with chunk")
     rec = Reconstruction(
         m, prepared, params=resolved, iterations=its, every=ev, device=resolve_device(device),
         backend=backend, x0=x0, start=int(start), heldout=heldout, seed=seed, chunk=chunk,
@@ -587,7 +588,7 @@ def reconstruct_dask(
         thickness=thickness, seed=seed, **params,
     )
     prep = rec.prepared
-    ov = (0 if rec.method.separable else 8) if overlap is None else max(0, int(overlap))
+    ov = (0 if rec.method.capabilities.separable else 8) if overlap is None else max(0, int(overlap))
     z, ny, nu = prep.volume_shape
     blocks = []
     for s, e, os_, oe in _chunks(ny, chunk, ov):

@@ -31,16 +31,7 @@ import numpy as np
 from ..errors import GeometryError
 from ..geometry import TiltGeometry
 
-__all__ = [
-    "KIND_KEY",
-    "TILT_SERIES",
-    "VOLUME",
-    "geometry_from_metadata",
-    "tilt_series_layer_data",
-    "tilt_series_metadata",
-    "volume_layer_data",
-    "volume_metadata",
-]
+__all__ = ["KIND_KEY", "TILT_SERIES", "VOLUME", "geometry_from_metadata", "robust_limits", "tilt_series_layer_data", "tilt_series_metadata", "volume_layer_data", "volume_metadata"]
 
 KIND_KEY = "tomoprior_kind"
 TILT_SERIES = "tilt_series"
@@ -168,3 +159,20 @@ def geometry_from_metadata(
         angle_source=source or "",
     )
     return geom.validate(int(n_images))
+
+
+def robust_limits(
+    volume: np.ndarray, lo: float = 0.5, hi: float = 99.9, n: int = 400_000
+) -> tuple[float, float]:
+    """Percentile contrast limits of a volume, from a regular subsample."""
+    v = np.asarray(volume).ravel()
+    v = v[:: max(1, v.size // n)]
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return 0.0, 1.0
+    a, b = (float(x) for x in np.percentile(v, (lo, hi)))
+    if not b > a:
+        a, b = float(v.min()), float(v.max())
+    if not b > a:
+        b = a + 1.0
+    return a, b

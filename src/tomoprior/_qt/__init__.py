@@ -6,7 +6,6 @@ magicgui. One widget per module:
 ``reconstruction``  the Reconstruction dock widget
 ``comparison``      the Compare methods dock widget
 ``alignment``       the Alignment dock widget (shifts, tilt axis, hand check of the axis)
-``align_model``     its Qt-free model: binning, hand-set axis, preview slices, layer metadata
 ``shift_plot``      the tiny QPainter plot of the shifts per tilt
 ``tilt_panel``      tilt-series layer, angles, tilt selection, axis, binning, slab (shared)
 ``method_panel``    method selector and parameter pages, built from ``METHODS``

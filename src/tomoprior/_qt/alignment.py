@@ -8,7 +8,7 @@ check: axis-angle and offset sliders that, 300 ms after the last move,
 reconstruct three slices across the axis into one preview layer, updated in
 place; "Use this axis" and "Save transforms…" (``.xf``, ``.tlt``, ``.json``).
 
-The computations (:mod:`.align_model`, no Qt) run in background workers
+The computations (:mod:`tomoprior._napari.align_model`, no Qt) run in background workers
 (:class:`~.controller.TaskRunner`); Stop takes effect at the alignment's
 next progress message and discards its result. The user's layers are never
 modified: the aligned series is a new layer ``"<name> aligned"``.
@@ -38,9 +38,7 @@ from qtpy.QtWidgets import (
 )
 from superqt import QLabeledDoubleSlider
 
-from ..alignment import METHODS, AlignOptions, write_transforms
-from ..errors import TomopriorError
-from .align_model import (
+from .._napari.align_model import (
     METHOD_HELP,
     Alignment,
     align,
@@ -49,6 +47,8 @@ from .align_model import (
     preview_image,
     summary,
 )
+from ..alignment import METHODS, AlignOptions, write_transforms
+from ..errors import TomopriorError
 from .common import ScrollHost
 from .controller import RunState, TaskOutcome, TaskRunner
 from .device_picker import DevicePicker

@@ -79,13 +79,13 @@ class MethodChoice:
         self.page: MethodPage | None = None  # set by the widget (its parameters panel)
         self.check = QCheckBox(method.label)
         self.check.setChecked(method.name in DEFAULT_METHODS)
-        self.check.setToolTip(method.description)
+        self.check.setToolTip(method.help)
         self.iterations = QSpinBox()
         self.iterations.setRange(1, 10_000_000)
         self.iterations.setValue(method.default_iterations)
         self.iterations.setSuffix(" it")
         self.iterations.setToolTip(f"Iterations of {method.label}")
-        if not method.iterative:
+        if not method.capabilities.iterative:
             self.iterations.setEnabled(False)
             self.iterations.setSpecialValueText("one pass")
             self.iterations.setValue(1)
@@ -254,7 +254,7 @@ class ComparisonWidget(ScrollHost):
                     out["reference_note"] = (
                         f"reference {reference.shape} and result {vol.shape} differ in shape"
                     )
-            out["iterations"] = rec.last.iteration if rec.method.iterative else None
+            out["iterations"] = rec.last.iteration if rec.method.capabilities.iterative else None
             out["stopped"] = bool(rec.stopped)
             return out
 
@@ -288,7 +288,7 @@ class ComparisonWidget(ScrollHost):
                         "source": source,
                         "device": device,
                         "method": m.name,
-                        "iterative": m.iterative,
+                        "iterative": m.capabilities.iterative,
                     },
                 )
             )

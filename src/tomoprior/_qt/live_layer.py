@@ -7,24 +7,9 @@ from typing import Any
 
 import numpy as np
 
+from .._napari._layers import robust_limits
+
 __all__ = ["LiveLayer", "robust_limits"]
-
-
-def robust_limits(
-    volume: np.ndarray, lo: float = 0.5, hi: float = 99.9, n: int = 400_000
-) -> tuple[float, float]:
-    """Percentile contrast limits of a volume, from a regular subsample."""
-    v = np.asarray(volume).ravel()
-    v = v[:: max(1, v.size // n)]
-    v = v[np.isfinite(v)]
-    if v.size == 0:
-        return 0.0, 1.0
-    a, b = (float(x) for x in np.percentile(v, (lo, hi)))
-    if not b > a:
-        a, b = float(v.min()), float(v.max())
-    if not b > a:
-        b = a + 1.0
-    return a, b
 
 
 class LiveLayer:

@@ -47,7 +47,7 @@ class MethodPage(QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         if description:
-            desc = QLabel(method.description)
+            desc = QLabel(method.help)
             desc.setWordWrap(True)
             desc.setStyleSheet("color: gray;")
             if method.citation:
@@ -66,7 +66,7 @@ class MethodPage(QWidget):
         self.every.setToolTip("Show the volume every this many iterations (live view)")
         # created after iterations and every: the tab order follows the layout
         self.fields = {p.name: ParamField(p) for p in method.params}
-        if method.iterative and iterations:
+        if method.capabilities.iterative and iterations:
             basic.addRow("Iterations", self.iterations)
             basic.addRow("Update every", self.every)
         else:
@@ -150,7 +150,7 @@ class MethodPanel(QGroupBox):
         return self.page.params()
 
     def iterations(self) -> int:
-        return self.page.iterations.value() if self.method().iterative else 1
+        return self.page.iterations.value() if self.method().capabilities.iterative else 1
 
     def every(self) -> int:
         return self.page.every.value()

@@ -7,6 +7,7 @@ from typing import Any
 from magicgui import widgets as mw
 
 from ..algorithms import Param
+from ..errors import ParameterError
 
 __all__ = ["ParamField"]
 
@@ -86,7 +87,7 @@ class ParamField:
         try:
             return self.param.parse(self.widget.value)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"{self.label}: {exc}") from None
+            raise ParameterError(f"{self.label}: {exc}") from None
 
     def set(self, value: Any) -> None:
         w = self.widget

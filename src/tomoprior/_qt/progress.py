@@ -72,11 +72,11 @@ class RunProgress(QWidget):
 
     def show_step(self, index: int, step: Step, job_elapsed: float) -> None:
         self._index, self._last, self._job_elapsed = index, step, job_elapsed
-        phase = step.extras.get("phase")
+        phase = step.phase
         if phase != self._phase:  # a new phase (e.g. a warm start, then the fit): new curve
             self._phase = phase
             self.loss.clear()
-        self.loss.add(step.iteration, step.loss, step.extras.get("val_loss"))
+        self.loss.add(step.iteration, step.loss, step.heldout)
         self._refresh()
 
     def end(self, state: RunState, message: str = "") -> None:
@@ -115,9 +115,8 @@ class RunProgress(QWidget):
             if st.total:
                 it += f" / {st.total}"
             parts.append(it)
-            phase = st.extras.get("phase")
-            if phase:
-                parts.append(str(phase))
+            if st.phase != "iterate":
+                parts.append(st.phase)
         elif self._label:
             parts.append("starting")
         parts.append(f"{format_seconds(elapsed)} elapsed")

@@ -128,7 +128,7 @@ class ReconstructionWidget(ScrollHost):
                 "source": source,
                 "device": device,
                 "method": method.name,
-                "iterative": method.iterative,
+                "iterative": method.capabilities.iterative,
             },
         )
 

@@ -80,7 +80,7 @@ def result_metadata(
     )
     if final:
         prov = rec.provenance()
-        poses = None if step is None else step.extras.get("poses")
+        poses = None if step is None else step.poses
         if poses is not None:
             poses = _jsonable(poses)
             md["poses"] = poses

@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ParameterError
+
 __all__ = ["FIELDS", "FourierField", "GridField", "SirenField", "make_field"]
 
 
@@ -127,5 +129,5 @@ def make_field(kind: str, shape: Sequence[int], **kwargs) -> nn.Module:
     try:
         cls = FIELDS[kind]
     except KeyError:
-        raise ValueError(f"unknown field {kind!r}: choose from {', '.join(FIELDS)}") from None
+        raise ParameterError(f"unknown field {kind!r}: choose from {', '.join(FIELDS)}") from None
     return cls(shape, **kwargs)

@@ -36,14 +36,17 @@ References
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import numpy as np
 import torch
 
 from ..operators.base import Projector
-from ..step import Step
-from ._common import as_tensor, estimate_scale, init_volume, release, snapshot, validation_split
+from ..step import ResumeState, Step
+from ._common import estimate_scale, snapshot, validation_split
+from ._declare import Param, method
+from ._driver import Problem, Report, Solver, iterate
 from ._tv import GRAD_NORM, div3, grad3
 
 __all__ = ["DEFAULT_LAM", "cstv", "cstv_objective"]
@@ -136,23 +139,129 @@ def _pdhg(
         yield k, x, info
 
 
+class _CSTV(Solver):
+    label = "CS-TV"
+    hint = "the data may be inconsistent; try a larger lam or fewer iterations"
+
+    def __init__(self, lam: float | str, nonneg: bool, adaptive: bool, val_fraction: float,
+                 lam_rule: str, iterations: int) -> None:
+        self.lam, self.nonneg, self.adaptive = lam, nonneg, adaptive
+        self.val_fraction, self.lam_rule, self.iterations = val_fraction, lam_rule, iterations
+        self.search: list[dict] = []
+
+    def setup(self, p: Problem, x0: Any, start: int) -> Iterator[Step]:
+        self.p = p
+        self.scale = estimate_scale(p.A, p.y, p.mask)
+        self.yn = p.y / self.scale
+        x = p.start_volume(x0) / self.scale
+        if self.lam == "auto":
+            self.lam, x = yield from self._search_lambda(x, start)
+        self._start(x, None)
+
+    def restore(self, p: Problem, state: Mapping[str, Any], start: int) -> None:
+        self.p = p
+        self.scale, self.lam = float(state["scale"]), float(state["lam"])
+        self.yn = p.y / self.scale
+        self._start(state["x"].to(device=p.A.device, dtype=p.A.dtype).clone(), state["solver"])
+
+    def _start(self, x: torch.Tensor, solver_state: dict | None) -> None:
+        self.lam_eff = float(self.lam) * self.p.A.n_tilts
+        self.x, self.info = x, {}
+        self._it = _pdhg(self.p.A, self.yn, x, self.lam_eff, self.iterations, self.p.mask,
+                         self.nonneg, self.adaptive, solver_state)
+
+    def update(self, k: int) -> float | None:
+        _, self.x, self.info = next(self._it)
+        return self.info.get("primal_residual")
+
+    def report(self, iteration: int, last: bool) -> Report:
+        extras = {"lam": float(self.lam)}
+        loss = None
+        if self.info:
+            loss, data, tv = cstv_objective(self.p.A, self.x, self.yn, self.lam_eff, self.p.mask)
+            extras.update(data=data, tv=tv,
+                          **{n: v for n, v in self.info.items() if n != "state"})
+        return Report(self.x * self.scale, loss, search=tuple(self.search), extras=extras)
+
+    def state(self) -> dict[str, Any]:
+        solver = self.info.get("state")
+        if solver is None:  # no iteration ran: continue from the start of the solver
+            solver = {"p": torch.zeros_like(self.yn), "q": self.x.new_zeros((3, *self.x.shape)),
+                      "alpha": 0.5, "tau": 0.99 / (self.p.A.norm() * 2**0.5),
+                      "sigma": 0.99 / (self.p.A.norm() * 2**0.5)}
+        return {"x": self.x, "scale": self.scale, "lam": float(self.lam), "solver": solver}
+
+    def _search_lambda(self, x: torch.Tensor, start: int):
+        """Try each lambda of the grid on a training split; return the best by held-out error.
+
+        Both statistics of the held-out residual are recorded (``val_loss``,
+        the mean square, and ``val_median_abs``); ``lam_rule`` says which
+        decides. Yields a "lambda search" step per candidate.
+        """
+        A, yn, m = self.p.A, self.yn, self.p.mask
+        fraction = max(self.val_fraction, 0.01)
+        train, valid = self.p.split(fraction)
+        if valid is None:  # the caller's mask holds nothing out: split its pixels
+            train, valid = validation_split(tuple(yn.shape), None, fraction, self.p.seed, yn)
+            train, valid = train * m, valid * m
+        held = valid > 0
+        n_val = float(valid.sum().clamp_min(1))
+        its = max(20, self.iterations // 2)
+        best = (np.inf, None, None)
+        grid = sorted(AUTO_GRID, reverse=True)  # strong to weak, each warm-started from the last
+        for i, f in enumerate(grid):
+            lam = DEFAULT_LAM * f
+            for _, xk, _info in _pdhg(A, yn, x, lam * A.n_tilts, its, train, self.nonneg,
+                                      self.adaptive):
+                x = xk
+            with torch.no_grad():
+                r = (A(x) - yn) * valid
+                val = float((r * r).sum()) / n_val
+                mad = float(r[held].abs().median())
+            self.search.append({"lam": lam, "val_loss": val, "val_median_abs": mad})
+            score = mad if self.lam_rule == "median" else val
+            if score < best[0]:
+                best = (score, lam, x.clone())
+            yield Step(iteration=start, volume=snapshot(x * self.scale), phase="lambda search",
+                       heldout=val, search=tuple(self.search),
+                       extras={"lam": lam, "val_median_abs": mad, "candidate": i + 1,
+                               "candidates": len(grid)})
+        return best[1], best[2]
+
+
+@method(
+    "cstv", label="CS-TV", order=30,
+    help="Total-variation compressed sensing (Chambolle-Pock): sharp edges, piecewise-constant "
+    "look; lam='auto' picks the weight by held-out pixels.",
+    params=(
+        Param("lam", "TV weight λ", "Relative TV weight, or 'auto': chosen from a grid by the "
+              "error on held-out pixels", min=0.0, max=100.0, log=True, allow_auto=True),
+        Param("nonneg", "Non-negative", "Constrain densities to >= 0"),
+        Param("adaptive", "Adaptive steps", "Residual-balancing primal/dual steps", advanced=True),
+        Param("val_fraction", "Validation fraction", "Held-out pixels for lam='auto'",
+              min=0.0, max=0.5, advanced=True),
+        Param("lam_rule", "λ rule", "Statistic of the held-out residual that lam='auto' "
+              "minimises", choices=LAM_RULES, advanced=True),
+    ),
+    citation="Sidky, Jorgensen & Pan, Phys. Med. Biol. 57 (2012) 3065; "
+    "Chambolle & Pock, J. Math. Imaging Vis. 40 (2011) 120",
+)
 def cstv(
     A: Projector,
     y: torch.Tensor | np.ndarray,
     *,
     iterations: int = 200,
-    lam: float | str = "auto",
-    x0: torch.Tensor | np.ndarray | None = None,
     every: int = 10,
+    x0: torch.Tensor | np.ndarray | None = None,
+    mask: torch.Tensor | np.ndarray | None = None,
+    start: int = 0,
+    resume: ResumeState | None = None,
+    seed: int = 0,
+    lam: float | str = "auto",
     nonneg: bool = True,
     adaptive: bool = True,
-    mask: torch.Tensor | np.ndarray | None = None,
     val_fraction: float = 0.05,
     lam_rule: str = "median",
-    seed: int = 0,
-    start: int = 0,
-    resume: dict | None = None,
-    **_: object,
 ) -> Iterator[Step]:
     """CS-TV reconstruction as a generator of :class:`~tomoprior.step.Step`.
 
@@ -162,128 +271,45 @@ def cstv(
     y : (n_tilts, y, u) canonical tilt series
     iterations : int
         Primal-dual iterations (of the final fit when ``lam="auto"``).
+    every : int
+        Snapshot interval.
+    x0 : volume, optional
+        Warm start of the primal variable (dual variables start at zero).
+    mask : bool array like ``y``, optional
+        Detector pixels to fit (``False`` = held out by the caller).
+    resume : ResumeState, optional
+        ``step.resume`` of the last Step of an earlier call: continues that
+        run exactly (primal and dual variables, step sizes, lambda), so 30
+        iterations equal 10 + 10 + 10. ``x0`` instead restarts the solver
+        from a volume.
+    seed : int
+        Seeds the held-out split of ``lam="auto"`` when no ``mask`` is given
+        (with a mask, its held-out pixels are the validation set).
     lam : float or "auto"
         Relative TV weight (see module notes); ``"auto"`` chooses it from
         ``AUTO_GRID x DEFAULT_LAM`` by the error on held-out pixels.
+    nonneg : bool
+        Constrain densities to be non-negative.
+    adaptive : bool
+        Residual-balancing step sizes (recommended); else fixed balanced steps.
+    val_fraction : float
+        Held-out fraction used by ``lam="auto"`` when no ``mask`` is given.
     lam_rule : "median" or "mean square"
         Statistic of the held-out residual that ``lam="auto"`` minimises.
         The median follows the bulk of the pixels: on data that no volume
         fits (ADF particles changing brightness from tilt to tilt) the mean
         square rewards the smoothest volume. DIP-TV's warm start uses the
         mean square, which suits its network (see docs/quality_adf_analysis.md).
-    x0 : volume, optional
-        Warm start of the primal variable (dual variables start at zero).
-    every : int
-        Snapshot interval.
-    nonneg : bool
-        Constrain densities to be non-negative.
-    adaptive : bool
-        Residual-balancing step sizes (recommended); else fixed balanced steps.
-    mask : bool array like ``y``, optional
-        Detector pixels to fit (``False`` = held out by the caller).
-    val_fraction, seed :
-        Held-out split used by ``lam="auto"`` when no ``mask`` is given
-        (with a mask, its held-out pixels are the validation set).
-    resume : dict, optional
-        ``extras["resume"]`` of the last Step of an earlier call: continues
-        that run exactly (primal and dual variables, step sizes, lambda), so
-        30 iterations equal 10 + 10 + 10. ``x0`` instead restarts the solver
-        from a volume.
 
     Yields
     ------
     Step
         ``loss`` is the objective in data units; ``extras`` hold ``data``,
-        ``tv``, ``lam`` (relative) and, with ``lam="auto"``, ``val_loss`` and
-        the search table ``lam_search``.
+        ``tv`` and ``lam`` (relative); with ``lam="auto"``, "lambda search"
+        steps come first (``heldout`` is each candidate's mean square
+        held-out error) and every step carries the search table ``search``.
     """
-    if lam_rule not in LAM_RULES:
-        raise ValueError(f"lam_rule must be one of {LAM_RULES}, got {lam_rule!r}")
-    y = as_tensor(y, A)
-    m = None if mask is None else as_tensor(mask, A, "mask")
-    every = max(1, int(every))
-    try:
-        search: list[dict] = []
-        if resume is not None:
-            scale, lam = float(resume["scale"]), float(resume["lam"])
-            x = resume["x"].to(device=A.device, dtype=A.dtype).clone()
-            yn = y / scale
-        else:
-            scale = estimate_scale(A, y, m)
-            yn = y / scale
-            x = init_volume(A, x0) / scale
-            if isinstance(lam, str):
-                if lam.strip().lower() != "auto":
-                    lam = float(lam)
-                else:
-                    lam, x_best, search = yield from _auto_lambda(
-                        A, yn, x, m, iterations, nonneg, adaptive, val_fraction, seed, scale, start,
-                        lam_rule,
-                    )
-                    x = x_best
-        lam = float(lam)
-        if lam < 0:
-            raise ValueError(f"lam must be >= 0, got {lam}")
-        lam_eff = lam * A.n_tilts
-        total = start + iterations
-        if iterations == 0:
-            yield Step(start, snapshot(x * scale), None, {"lam": lam}, total)
-            return
-        state = None if resume is None else resume["solver"]
-        for k, xk, info in _pdhg(A, yn, x, lam_eff, iterations, m, nonneg, adaptive, state):
-            if k % every == 0 or k == iterations:
-                obj, data, tv = cstv_objective(A, xk, yn, lam_eff, m)
-                solver = info.pop("state")
-                extras = {"data": data, "tv": tv, "lam": lam, **info}
-                if search:
-                    extras["lam_search"] = search
-                if k == iterations:
-                    extras["resume"] = {
-                        "x": xk.detach().cpu(), "scale": scale, "lam": lam,
-                        "solver": {n: (v.detach().cpu() if torch.is_tensor(v) else v)
-                                   for n, v in solver.items()},
-                    }
-                yield Step(start + k, snapshot(xk * scale), obj, extras, total)
-    finally:
-        release(A.device)
-
-
-def _auto_lambda(A, yn, x0, m, iterations, nonneg, adaptive, val_fraction, seed, scale, start,
-                 rule="median"):
-    """Try each lambda of the grid on a training split; return the best by held-out error.
-
-    Both statistics of the held-out residual are recorded (``val_loss``, the
-    mean square, and ``val_median_abs``); ``rule`` says which one decides.
-    """
-    fraction = max(val_fraction, 0.01)
-    train, valid = validation_split(tuple(yn.shape), m, fraction, seed, yn)
-    if valid is None:  # the caller's mask holds nothing out: split its pixels
-        train, valid = validation_split(tuple(yn.shape), None, fraction, seed, yn)
-        train, valid = train * m, valid * m
-    held = valid > 0
-    n_val = float(valid.sum().clamp_min(1))
-    its = max(20, iterations // 2)
-    search: list[dict] = []
-    best = (np.inf, None, None)
-    x = x0
-    # from strong to weak regularisation, each warm-started from the previous
-    for i, f in enumerate(sorted(AUTO_GRID, reverse=True)):
-        lam = DEFAULT_LAM * f
-        for _, xk, _info in _pdhg(A, yn, x, lam * A.n_tilts, its, train, nonneg, adaptive):
-            x = xk
-        with torch.no_grad():
-            r = (A(x) - yn) * valid
-            val = float((r * r).sum()) / n_val
-            mad = float(r[held].abs().median())
-        search.append({"lam": lam, "val_loss": val, "val_median_abs": mad})
-        score = mad if rule == "median" else val
-        if score < best[0]:
-            best = (score, lam, x.clone())
-        yield Step(
-            start, snapshot(x * scale), None,
-            {"lam": lam, "val_loss": val, "val_median_abs": mad, "lam_search": list(search),
-             "phase": "lambda search",
-             "candidate": i + 1, "candidates": len(AUTO_GRID)},
-            None,
-        )
-    return best[1], best[2], search
+    problem = Problem.build(A, y, mask, seed)
+    solver = _CSTV(lam, nonneg, adaptive, val_fraction, lam_rule, iterations)
+    return iterate(solver, problem, name="cstv", iterations=iterations, every=every, start=start,
+                   x0=x0, resume=resume)

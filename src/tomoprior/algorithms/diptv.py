@@ -52,15 +52,20 @@ References
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import ParameterError
 from ..operators.base import Projector
-from ..step import Step
-from ._common import as_tensor, init_volume, quick_sirt, release, snapshot, validation_split
+from ..step import ResumeState, Step
+from ._common import quick_sirt
+from ._declare import Param, method
+from ._driver import Problem, Report, Solver, iterate
 from ._tv import tv_norm
 from ._unet import SkipNet
 
@@ -69,25 +74,16 @@ __all__ = ["diptv", "parse_channels"]
 
 def parse_channels(channels: str | tuple | list) -> tuple[int, ...]:
     """``"16,32,64"`` or a sequence -> tuple of ints."""
-    if isinstance(channels, str):
-        parts = [p for p in channels.replace(" ", "").split(",") if p]
-        chs = tuple(int(p) for p in parts)
-    else:
-        chs = tuple(int(c) for c in channels)
+    try:
+        if isinstance(channels, str):
+            chs = tuple(int(p) for p in channels.replace(" ", "").split(",") if p)
+        else:
+            chs = tuple(int(c) for c in channels)
+    except (TypeError, ValueError):
+        chs = ()
     if not chs or min(chs) < 1:
-        raise ValueError(f"channels must be positive integers like '16,32,64', got {channels!r}")
+        raise ParameterError(f"channels must be positive integers like '16,32,64', got {channels!r}")
     return chs
-
-
-def _cpu(obj):
-    """Deep copy of an optimiser state with tensors moved to the CPU."""
-    if torch.is_tensor(obj):
-        return obj.detach().cpu().clone()
-    if isinstance(obj, dict):
-        return {k: _cpu(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_cpu(v) for v in obj]
-    return obj
 
 
 def _inverse_softplus(x: torch.Tensor, floor: float = 1e-3) -> torch.Tensor:
@@ -118,7 +114,7 @@ class _Generator:
         spatial = (z, nx) if mode == "2d" else (z, ny, nx)
         depth = min(len(channels), SkipNet.max_depth(spatial))
         if depth < 1:
-            raise ValueError(f"volume {tuple(base.shape)} too small for a DIP network")
+            raise ParameterError(f"volume {tuple(base.shape)} too small for a DIP network")
         self.base = _inverse_softplus(base.float()).to(device)
         extra = 1 if warm else 0
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -159,29 +155,234 @@ class _Generator:
         return torch.cat([self(slice(i, min(ny, i + chunk))) for i in range(0, ny, chunk)], dim=1)
 
 
+@dataclass(frozen=True)
+class DIPOptions:
+    """DIP-TV's parameters (see :func:`diptv`)."""
+
+    lam: float | str
+    lr: float
+    warm_start: str
+    warm_iterations: int
+    mode: str
+    channels: tuple[int, ...]
+    in_channels: int
+    batch_slices: int
+    val_fraction: float
+    ema: float
+    amp: bool
+
+
+class _DIPTV(Solver):
+    label = "DIP-TV"
+    hint = "lower the learning rate 'lr'"
+
+    def __init__(self, opts: DIPOptions, total: int) -> None:
+        self.o, self.total = opts, total
+
+    # -- set-up -------------------------------------------------------------------------
+    def _data(self, p: Problem, scale: float) -> None:
+        self.p, self.scale = p, scale
+        self.yn = (p.y / scale).float()
+        self.train, self.val = p.split(self.o.val_fraction)
+
+    def setup(self, p: Problem, x0: Any, start: int) -> Iterator[Step]:
+        sirt_vol, scale = quick_sirt(p.A, p.y, p.mask)
+        self._data(p, scale)
+        warm_vol, lam = yield from self._warm_start(x0, sirt_vol, start)
+        warm = warm_vol is not None
+        base = (warm_vol / scale).float() if warm else torch.full(
+            p.A.domain_shape, float(sirt_vol.mean() / scale), device=p.device)
+        self.config = {"mode": self.o.mode, "channels": list(self.o.channels),
+                       "in_channels": self.o.in_channels, "lam": float(lam), "warm": warm,
+                       "base": base}
+        self._build(start)
+        self.best = (math.inf, None, start)
+        if self.val is not None:  # the starting point is a candidate too
+            x_start = self.gen.full()
+            self.best = (self._val_error(self.p.A(x_start) - self.yn), x_start, start)
+
+    def restore(self, p: Problem, state: Mapping[str, Any], start: int) -> None:
+        self._data(p, float(state["scale"]))
+        self.config = {k: state[k] for k in ("mode", "channels", "in_channels", "lam", "warm")}
+        self.config["base"] = state["base"].to(p.device)
+        self._build(start)
+        self.net.load_state_dict(state["net"])
+        self.opt.load_state_dict(state["opt"])
+        self.avg = None if state["avg"] is None else state["avg"].to(p.device)
+        rb = state["best"]
+        self.best = (rb[0], None if rb[1] is None else rb[1].to(p.device), rb[2])
+        self.val_loss = state["val"]
+        self.order.set_state(state["order"])
+
+    def _build(self, start: int) -> None:
+        c, o, dev = self.config, self.o, self.p.device
+        self.lam = float(c["lam"])
+        self.gen = _Generator(c["base"], c["mode"], tuple(c["channels"]), int(c["in_channels"]),
+                              dev, self.p.seed, bool(c["warm"]))
+        self.net = self.gen.net
+        ny = self.p.A.range_shape[1]
+        self.train_w = torch.ones_like(self.yn) if self.train is None else self.train
+        self.n_val = float(self.val.sum()) if self.val is not None else 0.0
+        b = o.batch_slices
+        self.slab = ny if (c["mode"] == "3d" or not b or b >= ny) else int(b)
+        self.A_slab = self.p.A if self.slab == ny else self.p.A.for_slices(self.slab)
+        self.order = torch.Generator().manual_seed(self.p.seed + 1)
+        self.use_amp = bool(o.amp) and dev.type == "cuda" and torch.cuda.is_bf16_supported()
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=o.lr)
+        self.avg: torch.Tensor | None = None
+        self.val_loss: float | None = None
+
+    def _warm_start(self, x0: Any, sirt_vol: torch.Tensor, start: int):
+        """Warm-start volume (data units, or None for a flat start) and the TV weight to use.
+
+        CS-TV runs on the training pixels only, so the held-out pixels stay unseen.
+        """
+        from .cstv import cstv
+        from .sirt import sirt
+
+        o, p = self.o, self.p
+        auto = o.lam == "auto"
+        lam = o.lam
+        its = max(1, int(o.warm_iterations))
+        every = max(1, its // 10)
+        vol = None if x0 is None else p.start_volume(x0)
+
+        def shown(st: Step, **extras: Any) -> Step:
+            # a copy: the warm start goes on from st.volume, whatever the consumer does
+            return Step(iteration=start, volume=st.volume.copy(), loss=st.loss, total=self.total,
+                        phase="warm start", heldout=st.heldout,
+                        extras={"warm_iteration": st.iteration, **extras})
+
+        if vol is None and o.warm_start == "sirt":
+            last = None
+            for last in sirt(p.A, p.y, iterations=its, every=every, mask=self.train):
+                yield shown(last)
+            vol = torch.from_numpy(last.volume).to(device=p.device, dtype=p.A.dtype)
+        if auto or (vol is None and o.warm_start == "cstv"):
+            last = None
+            # the mean-square rule: on data no volume fits it picks a stronger lambda than the
+            # median, and the network, started from a weaker one, fits the inconsistency
+            for last in cstv(p.A, p.y, iterations=its, lam=lam, lam_rule="mean square",
+                             every=every, mask=self.train, val_fraction=max(o.val_fraction, 0.01),
+                             seed=p.seed):
+                yield shown(last, lam=last.extras.get("lam"))
+            if auto:
+                lam = float(last.extras["lam"])
+            if vol is None and o.warm_start == "cstv":
+                vol = torch.from_numpy(last.volume).to(device=p.device, dtype=p.A.dtype)
+        return vol, lam
+
+    # -- iterations --------------------------------------------------------------------------
+    def _val_error(self, res: torch.Tensor) -> float:
+        """Mean square held-out error of a residual ``A x - y``."""
+        r = res * self.val
+        return float((r * r).sum() / self.n_val)
+
+    def update(self, k: int) -> float:
+        ny, nu = self.p.A.range_shape[1], self.p.A.range_shape[2]
+        if self.slab == ny:
+            sl = slice(0, ny)
+        else:
+            s0 = int(torch.randint(0, ny - self.slab + 1, (1,), generator=self.order))
+            sl = slice(s0, s0 + self.slab)
+        self.opt.zero_grad(set_to_none=True)
+        if self.use_amp:
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                x = self.gen(sl)
+        else:
+            x = self.gen(sl)
+        w = self.train_w[:, sl]
+        r = (self.A_slab(x) - self.yn[:, sl]) * w
+        data = 0.5 * (r * r).sum() / w.sum().clamp_min(1.0)
+        tv = tv_norm(x, eps=1e-10) / float(x.shape[1] * nu)
+        loss = data + self.lam * tv
+        loss.backward()
+        self.opt.step()
+        return float(loss.detach())
+
+    @torch.no_grad()
+    def report(self, iteration: int, last: bool) -> Report:
+        A, yn, tw = self.p.A, self.yn, self.train_w
+        ny, nu = A.range_shape[1], A.range_shape[2]
+        xf = self.gen.full()
+        ema = self.o.ema
+        self.avg = xf.clone() if self.avg is None else self.avg.mul_(ema).add_(xf, alpha=1 - ema)
+        # the whole volume's objective: the slab losses jump from slab to slab
+        res = A(xf) - yn
+        rt = res * tw
+        data = float(0.5 * (rt * rt).sum() / tw.sum().clamp_min(1.0))
+        tv = float(tv_norm(xf)) / float(ny * nu)
+        if self.val is not None:
+            self.val_loss = self._val_error(res)
+            if self.val_loss < self.best[0]:
+                self.best = (self.val_loss, xf.clone(), iteration)
+            v_avg = self._val_error(A(self.avg) - yn)
+            if v_avg < self.best[0]:
+                self.best = (v_avg, self.avg.clone(), iteration)
+        extras: dict[str, Any] = {"train_loss": data, "tv": tv, "lam": self.lam}
+        shown = self.avg
+        if last and self.best[1] is not None:
+            extras.update(best_iteration=self.best[2], best_heldout=self.best[0])
+            shown = self.best[1]
+        return Report(shown * self.scale, data + self.lam * tv, heldout=self.val_loss,
+                      extras=extras)
+
+    def state(self) -> dict[str, Any]:
+        return {**self.config, "scale": self.scale, "net": self.net.state_dict(),
+                "opt": self.opt.state_dict(), "avg": self.avg, "best": self.best,
+                "val": self.val_loss, "order": self.order.get_state()}
+
+
+@method(
+    "diptv", label="DIP-TV", order=40,
+    help="Deep Image Prior + TV: an untrained U-Net whose projected output must match the data; "
+    "fills the missing wedge with natural structure. Best iterate kept by held-out pixels.",
+    params=(
+        Param("lam", "TV weight λ", "Relative TV weight (as CS-TV), or 'auto': the weight CS-TV "
+              "picks by held-out pixels", min=0.0, max=100.0, log=True, allow_auto=True),
+        Param("lr", "Learning rate", "Adam step size (0 keeps the warm start)", min=0.0, max=1.0,
+              log=True),
+        Param("warm_start", "Warm start", "Volume the network starts from",
+              choices=("cstv", "sirt", "none")),
+        Param("warm_iterations", "Warm-start iterations", "Iterations of the warm start",
+              min=1, max=100000, advanced=True),
+        Param("mode", "Network", "2d: one network over slices (fast); 3d: volume network",
+              choices=("2d", "3d"), advanced=True),
+        Param("channels", "Channels", "Feature channels per level", advanced=True),
+        Param("in_channels", "Input channels", "Channels of the random input", min=1, max=128,
+              advanced=True),
+        Param("val_fraction", "Validation fraction", "Held-out pixels (0 disables)",
+              min=0.0, max=0.5, advanced=True),
+        Param("batch_slices", "Slices per step", "2D: random slab of slices per step (0: all)",
+              min=0, max=100000, advanced=True),
+        Param("ema", "Average decay", "Moving average of snapshots for the live view",
+              min=0.0, max=0.9999, advanced=True),
+        Param("amp", "Mixed precision", "bfloat16 network on CUDA", advanced=True),
+    ),
+    citation="Ulyanov et al., CVPR 2018; Baguer et al., Inverse Problems 36 (2020) 094004",
+)
 def diptv(
     A: Projector,
     y: torch.Tensor | np.ndarray,
     *,
     iterations: int = 1000,
+    every: int = 25,
+    x0: torch.Tensor | np.ndarray | None = None,
+    mask: torch.Tensor | np.ndarray | None = None,
+    start: int = 0,
+    resume: ResumeState | None = None,
+    seed: int = 0,
     lam: float | str = "auto",
     lr: float = 1e-3,
-    x0: torch.Tensor | np.ndarray | None = None,
-    every: int = 25,
     warm_start: str = "cstv",
     warm_iterations: int = 150,
     mode: str = "2d",
-    channels: str | tuple = "16,32,64",
+    channels: str = "16,32,64",
     in_channels: int = 8,
-    batch_slices: int = 16,
     val_fraction: float = 0.05,
+    batch_slices: int = 16,
     ema: float = 0.7,
     amp: bool = True,
-    mask: torch.Tensor | np.ndarray | None = None,
-    seed: int = 0,
-    start: int = 0,
-    resume: dict | None = None,
-    **_: object,
 ) -> Iterator[Step]:
     """DIP-TV reconstruction as a generator of :class:`~tomoprior.step.Step`.
 
@@ -191,213 +392,54 @@ def diptv(
     y : (n_tilts, y, u) canonical tilt series
     iterations : int
         Optimiser steps of the network.
+    every : int
+        Snapshot interval (each snapshot evaluates the whole volume).
+    x0 : volume, optional
+        Warm-start volume (overrides ``warm_start``).
+    mask : bool array like ``y``, optional
+        Pixels to fit; the others are the validation set.
+    resume : ResumeState, optional
+        ``step.resume`` of the last Step of an earlier call: continues
+        exactly (network, optimiser, average and best snapshot).
+    seed : int
+        Seeds the network, its input, the slab order and the validation split.
     lam : float or "auto"
         Relative TV weight (as CS-TV's ``lam``); ``"auto"`` takes the weight
         CS-TV chooses by the mean square error on held-out pixels.
     lr : float
         Adam learning rate.
-    x0 : volume, optional
-        Warm-start volume (overrides ``warm_start``).
     warm_start : "cstv", "sirt" or "none"
         Volume the network starts from: CS-TV's or SIRT's reconstruction
         (``warm_iterations`` iterations), or a flat start.
+    warm_iterations : int
     mode : "2d" or "3d"
-    channels : str or sequence
+    channels : str
         Feature channels per level, e.g. ``"16,32,64"``.
     in_channels : int
         Random input channels (the warm-start volume is one more).
-    batch_slices : int
-        2D mode: each step fits a random slab of this many y-slices; 0 uses all.
     val_fraction : float
         Held-out detector pixels for validation when no ``mask`` is given.
+    batch_slices : int
+        2D mode: each step fits a random slab of this many y-slices; 0 uses all.
     ema : float
         Decay, per snapshot, of the moving average shown while running.
     amp : bool
         bfloat16 autocast for the network on CUDA (ignored on the CPU).
-    mask : bool array like ``y``, optional
-        Pixels to fit; the others are the validation set.
-    seed : int
-        Seeds the network, its input, the slab order and the validation split.
-    resume : dict, optional
-        ``extras["resume"]`` of the last Step of an earlier call: continues
-        exactly (network, optimiser, average and best snapshot).
 
     Yields
     ------
     Step
-        ``phase`` "warm start" steps while the warm start runs, then "dip"
-        steps every ``every`` network steps showing the moving average; the
-        last step holds the best snapshot by held-out error
-        (``best_iteration``; 0 means the warm start was best). Extras:
-        ``train_loss``, ``val_loss``, ``tv``, ``lam``. ``loss`` and these
-        extras are those of the network's whole current volume (data term +
-        ``lam`` x TV), not of the last slab, so the curve is smooth.
+        "warm start" steps while the warm start runs, then a step every
+        ``every`` network steps showing the moving average; the last step
+        holds the best snapshot by held-out error (``best_iteration`` in
+        ``extras``; ``start`` means the warm start was best). ``loss`` and
+        the extras ``train_loss`` and ``tv`` are those of the network's
+        whole current volume (data term + ``lam`` x TV), not of the last
+        slab, so the curve is smooth; ``heldout`` is the held-out error.
     """
-    if mode not in ("2d", "3d"):
-        raise ValueError(f"mode must be '2d' or '3d', got {mode!r}")
-    if warm_start not in ("cstv", "sirt", "none"):
-        raise ValueError(f"warm_start must be 'cstv', 'sirt' or 'none', got {warm_start!r}")
-    chs = parse_channels(channels)
-    every = max(1, int(every))
-    y = as_tensor(y, A)
-    m = None if mask is None else as_tensor(mask, A, "mask")
-    dev = A.device
-    try:
-        if resume is not None:
-            sirt_vol, scale = None, float(resume["scale"])
-        else:
-            sirt_vol, scale = quick_sirt(A, y, m)
-        yn = (y / scale).float()
-        train, val = validation_split(tuple(yn.shape), m, val_fraction, seed, yn)
-        total = start + iterations
-        if resume is not None:
-            mode, chs, in_channels = resume["mode"], tuple(resume["channels"]), resume["in_channels"]
-            lam, warm, base = float(resume["lam"]), bool(resume["warm"]), resume["base"].to(dev)
-        else:
-            warm_vol, lam = yield from _warm_start(
-                A, y, x0, warm_start, warm_iterations, lam, train, val_fraction, seed, every,
-                sirt_vol, start, total,
-            )
-            warm = warm_vol is not None
-            base = (warm_vol / scale).float() if warm else torch.full(
-                A.domain_shape, float(sirt_vol.mean() / scale), device=dev)
-        lam = float(lam)
-        if lam < 0:
-            raise ValueError(f"lam must be >= 0, got {lam}")
-        gen = _Generator(base, mode, chs, int(in_channels), dev, seed, warm)
-        yield from _fit(gen, A, yn, train, val, lam, lr, iterations, every, batch_slices, ema,
-                        amp, seed, start, total, scale, resume,
-                        {"mode": mode, "channels": list(chs), "in_channels": int(in_channels),
-                         "lam": lam, "warm": warm, "base": base.detach().cpu()})
-    finally:
-        release(dev)
-
-
-def _warm_start(A, y, x0, warm_start, warm_iterations, lam, train, val_fraction, seed, every,
-                sirt_vol, start, total):
-    """Warm-start volume (data units, or None for a flat start) and the TV weight to use.
-
-    CS-TV runs on the training pixels only, so the held-out pixels stay unseen.
-    """
-    from .cstv import cstv
-    from .sirt import sirt
-
-    auto = isinstance(lam, str) and lam.strip().lower() == "auto"
-    if not auto:
-        lam = float(lam)
-    vol = None if x0 is None else init_volume(A, x0)
-    if vol is None and warm_start == "sirt":
-        last = None
-        for last in sirt(A, y, iterations=max(1, int(warm_iterations)), every=every, mask=train):
-            yield Step(start, last.volume, last.loss,
-                       {"phase": "warm start", "warm_iteration": last.iteration}, total)
-        vol = torch.from_numpy(last.volume).to(device=A.device, dtype=A.dtype)
-    if auto or (vol is None and warm_start == "cstv"):
-        last = None
-        # the mean-square rule: on data no volume fits it picks a stronger lambda than the
-        # median, and the network, started from a weaker one, fits the inconsistency
-        gen = cstv(A, y, iterations=max(1, int(warm_iterations)), lam="auto" if auto else lam,
-                   lam_rule="mean square",
-                   every=every, mask=train, val_fraction=max(val_fraction, 0.01), seed=seed)
-        for last in gen:
-            yield Step(start, last.volume, last.loss,
-                       {"phase": "warm start", "warm_iteration": last.iteration,
-                        "lam": last.extras.get("lam")}, total)
-        if auto:
-            lam = float(last.extras["lam"])
-        if vol is None and warm_start == "cstv":
-            vol = torch.from_numpy(last.volume).to(device=A.device, dtype=A.dtype)
-    return vol, lam
-
-
-def _fit(gen, A, yn, train, val, lam, lr, iterations, every, batch_slices, ema, amp, seed, start,
-         total, scale, resume, config):
-    """The DIP-TV iterations proper (slabs of slices, snapshots, best by held-out error)."""
-    dev = A.device
-    ny, nu = A.range_shape[1], A.range_shape[2]
-    ones = torch.ones_like(yn)
-    train_w = ones if train is None else train
-    n_val = float(val.sum()) if val is not None else 0.0
-    b = ny if (gen.mode == "3d" or not batch_slices or batch_slices >= ny) else int(batch_slices)
-    A_slab = A if b == ny else A.for_slices(b)
-    order = torch.Generator().manual_seed(seed + 1)
-    use_amp = bool(amp) and dev.type == "cuda" and torch.cuda.is_bf16_supported()
-    opt = torch.optim.Adam(gen.net.parameters(), lr=lr)
-
-    def forward(sl: slice | None) -> torch.Tensor:
-        if use_amp:
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                return gen(sl)
-        return gen(sl)
-
-    def val_error(res: torch.Tensor) -> float:
-        """Mean square held-out error of a residual ``A x - y``."""
-        r = res * val
-        return float((r * r).sum() / n_val)
-
-    avg = None
-    best: tuple[float, torch.Tensor | None, int] = (math.inf, None, start)
-    val_loss: float | None = None
-    if resume is not None:
-        gen.net.load_state_dict(resume["net"])
-        opt.load_state_dict(resume["opt"])
-        avg = None if resume["avg"] is None else resume["avg"].to(dev)
-        rb = resume["best"]
-        best = (rb[0], None if rb[1] is None else rb[1].to(dev), rb[2])
-        val_loss = resume["val"]
-        order.set_state(resume["order"])
-    elif val is not None:  # the starting point is a candidate too
-        x_start = gen.full()
-        best = (val_error(A(x_start) - yn), x_start, start)
-    for k in range(1, iterations + 1):
-        if b == ny:
-            sl = slice(0, ny)
-        else:
-            s0 = int(torch.randint(0, ny - b + 1, (1,), generator=order))
-            sl = slice(s0, s0 + b)
-        opt.zero_grad(set_to_none=True)
-        x = forward(sl)
-        w = train_w[:, sl]
-        r = (A_slab(x) - yn[:, sl]) * w
-        data = 0.5 * (r * r).sum() / w.sum().clamp_min(1.0)
-        tv = tv_norm(x, eps=1e-10) / float(x.shape[1] * nu)
-        loss = data + lam * tv
-        loss.backward()
-        opt.step()
-        loss_value = float(loss.detach())
-        if not math.isfinite(loss_value):
-            raise FloatingPointError("DIP-TV diverged (loss is not finite): lower the learning rate 'lr'")
-        last = k == iterations
-        if k % every == 0 or last:
-            with torch.no_grad():
-                xf = gen.full()
-                avg = xf.clone() if avg is None else avg.mul_(ema).add_(xf, alpha=1 - ema)
-                # the whole volume's objective: the slab losses jump from slab to slab
-                res = A(xf) - yn
-                rt = res * train_w
-                data_full = float(0.5 * (rt * rt).sum() / train_w.sum().clamp_min(1.0))
-                tv_full = float(tv_norm(xf)) / float(ny * nu)
-                loss_value = data_full + lam * tv_full
-                if val is not None:
-                    val_loss = val_error(res)
-                    if val_loss < best[0]:
-                        best = (val_loss, xf.clone(), start + k)
-                    v_avg = val_error(A(avg) - yn)
-                    if v_avg < best[0]:
-                        best = (v_avg, avg.clone(), start + k)
-            extras = {"phase": "dip", "train_loss": data_full, "tv": tv_full,
-                      "val_loss": val_loss, "lam": lam}
-            shown = avg
-            if last:
-                if best[1] is not None:
-                    extras["best_iteration"] = best[2]
-                    extras["best_val_loss"] = best[0]
-                    shown = best[1]
-                extras["resume"] = {
-                    **config, "scale": scale,
-                    "net": {n: t.detach().cpu().clone() for n, t in gen.net.state_dict().items()},
-                    "opt": _cpu(opt.state_dict()), "avg": None if avg is None else avg.cpu(),
-                    "best": (best[0], None if best[1] is None else best[1].cpu(), best[2]),
-                    "val": val_loss, "order": order.get_state(),
-                }
-            yield Step(start + k, snapshot(shown * scale), loss_value, extras, total)
+    opts = DIPOptions(lam=lam, lr=lr, warm_start=warm_start, warm_iterations=warm_iterations,
+                      mode=mode, channels=parse_channels(channels), in_channels=in_channels,
+                      batch_slices=batch_slices, val_fraction=val_fraction, ema=ema, amp=amp)
+    problem = Problem.build(A, y, mask, seed)
+    return iterate(_DIPTV(opts, start + iterations), problem, name="diptv",
+                   iterations=iterations, every=every, start=start, x0=x0, resume=resume)

@@ -36,6 +36,7 @@ import math
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -45,8 +46,10 @@ from torch import nn
 from ..operators.base import Projector
 from ..operators.pose import PoseModel
 from ..step import Step
-from ._common import as_tensor, init_volume, quick_sirt, release, snapshot, validation_split
-from ._fields import make_field
+from ._common import quick_sirt
+from ._declare import Param, method
+from ._driver import Problem, Report, Solver, iterate
+from ._fields import FIELDS, make_field
 
 __all__ = ["INRModel", "inr", "render_projections"]
 
@@ -170,14 +173,14 @@ def _anchor(fld, rays: _Rays, pose: PoseModel, yn: torch.Tensor, n_samples: int)
     disagreement. The other tilts' shifts change by ``T``'s projection,
     ``(t_y, t_x cos theta)``, so every tilt stays exactly as well fitted:
     this is the package's reference gauge
-    (:func:`~tomoprior.alignment._frame.fix_reference`) applied to the
+    (:func:`~tomoprior.frames.fix_reference`) applied to the
     reference tilt's effective correction ``-R d``.
 
     Returns the anchored shift corrections ``(n, 2)`` (float64) and ``T`` in
     normalised ``(x, y, z)``.
     """
-    from ..alignment._frame import fix_reference
-    from ..alignment.register import register
+    from ..frames import fix_reference
+    from ..registration import register
 
     ref = pose.reference
     ny, nu = yn.shape[1:]
@@ -213,34 +216,219 @@ def _tv_points(fld, n: int, rays: _Rays, rng: torch.Generator) -> torch.Tensor:
     return torch.sqrt(sum(d * d for d in diffs) + 1e-10).mean()
 
 
+@dataclass(frozen=True)
+class INROptions:
+    """The INR's parameters (see :func:`inr`)."""
+
+    learn_pose: bool
+    field: str
+    lr: float
+    batch_rays: int
+    lr_pose: float
+    pose_start: float
+    anchor: bool
+    learn_angles: bool
+    per_tilt_axis: bool
+    loss: str
+    tv_weight: float
+    val_fraction: float
+    samples: int
+    width: int
+    depth: int
+
+
+class _INR(Solver):
+    label = "INR"
+    hint = "lower the learning rate 'lr'"
+
+    def __init__(self, opts: INROptions, iterations: int) -> None:
+        self.o, self.iterations = opts, iterations
+
+    def setup(self, p: Problem, x0: Any, start: int) -> Iterator[Step]:
+        o, A, dev = self.o, p.A, p.device
+        self.p = p
+        self.rng = torch.Generator(device="cpu").manual_seed(p.seed)
+        _, self.scale = quick_sirt(A, p.y, p.mask)
+        self.yn = (p.y / self.scale).float()
+        train, val = p.split(o.val_fraction)
+        self.train_idx = (torch.nonzero(train > 0) if train is not None
+                          else torch.nonzero(torch.ones_like(self.yn, dtype=torch.bool)))
+        self.val_idx = torch.nonzero(val > 0) if val is not None else None
+        if self.val_idx is not None and len(self.val_idx) > 16384:
+            keep = torch.randperm(len(self.val_idx), generator=self.rng)[:16384].to(dev)
+            self.val_idx = self.val_idx[keep]
+        self.rays = _Rays(A.domain_shape, A.det_cols, A.angles, dev, torch.float32)
+        self.n_full = o.samples or int(math.ceil(2 * self.rays.half))
+        self.field_options = {"width": o.width, "depth": o.depth} if o.field != "grid" else {}
+        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+            torch.manual_seed(p.seed)
+            self.fld = make_field(o.field, A.domain_shape, **self.field_options).to(dev)
+        self.ref = int(np.argmin(np.abs(A.angles)))
+        self.pose = PoseModel(A.n_tilts, reference=self.ref, per_tilt_axis=o.per_tilt_axis,
+                              learn_angles=o.learn_angles).to(dev)
+        self.opt = torch.optim.Adam(self.fld.parameters(), lr=o.lr)
+        self.pose_opt = torch.optim.Adam(self.pose.param_groups(o.lr_pose, o.lr_pose * 0.2),
+                                         lr=o.lr_pose)
+        its = max(self.iterations, 1)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda k: 0.1 ** (k / its))
+        self.crit = ((lambda a, b: F.smooth_l1_loss(a, b, beta=0.05)) if o.loss == "smooth_l1"
+                     else F.mse_loss)
+        self.warm = x0 is not None
+        if self.warm:
+            self._fit_volume((p.start_volume(x0) / self.scale).float())
+        self.t_start, self.rays_done, self.k = time.perf_counter(), 0, 0
+        self.loss_value: float | None = None
+        return iter(())
+
+    def _fit_volume(self, target: torch.Tensor) -> None:
+        """Warm start: fit the field to a given volume on random voxels."""
+        vox = self.rays.voxel_points().reshape(-1, 3)
+        tv = target.reshape(-1)
+        self.fld.set_progress(1.0)
+        for _k in range(200):
+            sel = torch.randint(0, len(vox), (min(65536, len(vox)),), generator=self.rng)
+            sel = sel.to(self.p.device)
+            self.opt.zero_grad(set_to_none=True)
+            F.mse_loss(self.fld(vox[sel]), tv[sel]).backward()
+            self.opt.step()
+
+    def _pose(self) -> PoseModel | None:
+        return self.pose if self.o.learn_pose else None
+
+    def update(self, k: int) -> float:
+        o = self.o
+        self.k = k
+        frac = k / max(self.iterations, 1)
+        self.fld.set_progress(1.0 if self.warm else min(1.0, 2 * frac))
+        self.n_s = max(8, int(self.n_full * (0.5 + 0.5 * min(1.0, 2 * frac))))
+        sel = torch.randint(0, len(self.train_idx), (int(o.batch_rays),), generator=self.rng)
+        t, v, u = self.train_idx[sel.to(self.p.device)].unbind(1)
+        self.opt.zero_grad(set_to_none=True)
+        self.pose_opt.zero_grad(set_to_none=True)
+        pred = _integrate(self.fld, self.rays, t, v, u, self._pose(), self.n_s, self.rng)
+        lval = self.crit(pred, self.yn[t, v, u])
+        loss = lval
+        if o.tv_weight > 0:
+            loss = loss + o.tv_weight * _tv_points(self.fld, 4096, self.rays, self.rng)
+        loss.backward()
+        self.opt.step()
+        self.sched.step()
+        if self._poses_move():
+            self.pose_opt.step()
+        self.rays_done += len(t)
+        self.loss_value = float(lval.detach())
+        return self.loss_value
+
+    def _poses_move(self) -> bool:
+        return self.o.learn_pose and self.k / max(self.iterations, 1) > self.o.pose_start
+
+    @torch.no_grad()
+    def report(self, iteration: int, last: bool) -> Report:
+        o, rays, pose = self.o, self.rays, self.pose
+        val_loss = None
+        if self.val_idx is not None:
+            tv_, vv, uv = self.val_idx.unbind(1)
+            pv = _integrate(self.fld, rays, tv_, vv, uv, self._pose(), self.n_full, None)
+            val_loss = float(F.mse_loss(pv, self.yn[tv_, vv, uv]))
+        # reported poses and volume share one frame, anchored on the reference tilt
+        anchored, shift = None, None
+        if self._poses_move() and o.anchor:
+            anchored, shift = _anchor(self.fld, rays, pose, self.yn, self.n_full)
+        shown = self.fld if shift is None else _Translated(self.fld, shift)
+        vol = _volume(shown, rays) * self.scale
+        el = time.perf_counter() - self.t_start
+        extras = {"train_loss": self.loss_value, "samples": getattr(self, "n_s", self.n_full),
+                  "rays_per_s": self.rays_done / max(el, 1e-9), "field": o.field}
+        poses = None
+        if o.learn_pose:
+            poses = pose.as_dict()
+            if anchored is not None:
+                poses["shifts"] = anchored.round(4).tolist()
+                poses["anchor_translation"] = (
+                    (shift * rays.norm).cpu().double().numpy().round(4).tolist())
+        model = self._model(anchored, shift) if last else None
+        return Report(vol, self.loss_value, heldout=val_loss, poses=poses, model=model,
+                      extras=extras)
+
+    def _model(self, anchored: np.ndarray | None, shift: torch.Tensor | None) -> INRModel:
+        o, A = self.o, self.p.A
+        state = {n: t.detach().cpu() for n, t in self.pose.state_dict().items()}
+        if anchored is not None:
+            state["shift_init"] = torch.from_numpy(anchored).float()
+            state["shift_delta"] = torch.zeros_like(state["shift_delta"])
+        return INRModel(
+            o.field, self.field_options,
+            {n: t.detach().cpu() for n, t in self.fld.state_dict().items()},
+            {"reference": self.ref, "per_tilt_axis": o.per_tilt_axis,
+             "learn_angles": o.learn_angles, "state": state},
+            tuple(A.domain_shape), A.det_cols, np.asarray(A.angles), self.scale,
+            {} if shift is None else {"translation": shift.detach().cpu().tolist()},
+        )
+
+
+@method(
+    "inr", label="INR", order=50, learns_poses=True,
+    help="Implicit neural representation fitted along rays, optionally learning per-tilt "
+    "shifts and the tilt axis; renders virtual projections.",
+    params=(
+        Param("learn_pose", "Learn alignment", "Refine per-tilt shifts and the axis"),
+        Param("field", "Network", "grid: multiresolution grid (fast); siren; fourier",
+              choices=tuple(FIELDS)),
+        Param("lr", "Learning rate", "Adam step size of the network", min=1e-6, max=1.0,
+              log=True),
+        Param("batch_rays", "Rays per step", "Detector pixels per optimiser step",
+              min=64, max=1_000_000, advanced=True),
+        Param("lr_pose", "Pose learning rate", "Adam step size of shifts (px); the axis (deg) "
+              "learns at a fifth of it", min=0.0, max=1.0, log=True, advanced=True),
+        Param("pose_start", "Pose warm-up", "Fraction of steps before poses move",
+              min=0.0, max=1.0, advanced=True),
+        Param("anchor", "Anchor on reference", "Report volume and poses in the frame of the "
+              "tilt nearest 0° (registered on its image)", advanced=True),
+        Param("learn_angles", "Learn tilt offsets", "Refine tilt angles (needs more data)",
+              advanced=True),
+        Param("per_tilt_axis", "Per-tilt axis", "Refine the in-plane rotation per tilt",
+              advanced=True),
+        Param("loss", "Loss", "Data loss", choices=("smooth_l1", "mse"), advanced=True),
+        Param("tv_weight", "TV weight", "TV penalty on random points (0: off)", min=0.0,
+              max=100.0, advanced=True),
+        Param("val_fraction", "Validation fraction", "Held-out pixels (0 disables)",
+              min=0.0, max=0.5, advanced=True),
+        Param("samples", "Samples per ray", "0: one per voxel", min=0, max=4096, advanced=True),
+        Param("width", "Width (siren/fourier)", "Hidden units", min=8, max=1024, advanced=True),
+        Param("depth", "Depth (siren/fourier)", "Hidden layers", min=1, max=12, advanced=True),
+    ),
+    citation="Lim, Casert, McCray, ..., Ophus (quantEM INR); Sitzmann et al., NeurIPS 2020",
+)
 def inr(
     A: Projector,
     y: torch.Tensor | np.ndarray,
     *,
     iterations: int = 2000,
     every: int = 100,
-    field: str = "grid",
-    batch_rays: int = 4096,
-    samples: int = 0,
-    lr: float = 1e-2,
-    lr_pose: float = 5e-2,
+    x0: torch.Tensor | np.ndarray | None = None,
+    mask: torch.Tensor | np.ndarray | None = None,
+    start: int = 0,
+    seed: int = 0,
     learn_pose: bool = False,
-    learn_angles: bool = False,
-    per_tilt_axis: bool = False,
+    field: str = "grid",
+    lr: float = 1e-2,
+    batch_rays: int = 4096,
+    lr_pose: float = 5e-2,
     pose_start: float = 0.2,
     anchor: bool = True,
+    learn_angles: bool = False,
+    per_tilt_axis: bool = False,
     loss: str = "smooth_l1",
     tv_weight: float = 0.0,
     val_fraction: float = 0.05,
+    samples: int = 0,
     width: int = 128,
     depth: int = 3,
-    x0: torch.Tensor | np.ndarray | None = None,
-    mask: torch.Tensor | np.ndarray | None = None,
-    seed: int = 0,
-    start: int = 0,
-    **_: object,
 ) -> Iterator[Step]:
     """INR reconstruction (optionally with pose learning) as a generator of Steps.
+
+    Not resumable: its learning-rate and coarse-to-fine schedules depend on
+    the planned number of iterations.
 
     Parameters
     ----------
@@ -250,137 +438,53 @@ def inr(
     y : (n_tilts, y, u) canonical tilt series
     iterations : int
         Optimiser steps (each over ``batch_rays`` rays).
-    field : "grid", "siren" or "fourier"
-    samples : int
-        Samples per ray at the end of training (0: one per voxel along the
-        longest ray); training starts with half as many.
-    lr, lr_pose : float
-        Learning rates of the field and of the poses (pixels and degrees).
+    every : int
+        Snapshot interval.
+    x0 : volume, optional
+        Warm start: the field is first fitted to this volume.
+    mask : bool array like ``y``, optional
+        Pixels to fit; the others are the validation set.
+    seed : int
+        Seeds the field, the ray batches and the validation split.
     learn_pose : bool
         Learn per-tilt shifts and the global in-plane axis rotation.
-    learn_angles, per_tilt_axis : bool
-        Also learn tilt-angle offsets / a per-tilt axis rotation.
+    field : "grid", "siren" or "fourier"
+    lr, lr_pose : float
+        Learning rates of the field and of the poses (pixels and degrees).
+    batch_rays : int
     pose_start : float
         Fraction of the iterations before poses are released.
     anchor : bool
         With pose learning, report the volume and poses in the frame of the
         reference tilt (see :func:`_anchor`); the fit itself is unchanged.
+    learn_angles, per_tilt_axis : bool
+        Also learn tilt-angle offsets / a per-tilt axis rotation.
     loss : "smooth_l1" or "mse"
     tv_weight : float
         Weight of the TV penalty on random points (0 disables it).
-    x0 : volume, optional
-        Warm start: the field is first fitted to this volume.
+    val_fraction : float
+    samples : int
+        Samples per ray at the end of training (0: one per voxel along the
+        longest ray); training starts with half as many.
+    width, depth : int
+        Size of the siren and fourier fields.
 
     Yields
     ------
     Step
-        The field sampled on the voxel grid; ``extras["poses"]`` holds the
-        current alignment (canonical frame), ``val_loss``, ``rays_per_s``;
-        the last step's ``extras["model"]`` is an :class:`INRModel` for
-        :func:`render_projections`.
+        The field sampled on the voxel grid; ``poses`` holds the current
+        alignment (canonical frame), ``heldout`` the held-out error,
+        ``extras`` ``rays_per_s``; the last step's ``model`` is an
+        :class:`INRModel` for :func:`render_projections`.
     """
-    if loss not in ("smooth_l1", "mse"):
-        raise ValueError(f"loss must be 'smooth_l1' or 'mse', got {loss!r}")
-    y = as_tensor(y, A)
-    m = None if mask is None else as_tensor(mask, A, "mask")
-    dev = A.device
-    every = max(1, int(every))
-    gen_rng = torch.Generator(device="cpu").manual_seed(seed)
-    try:
-        _, scale = quick_sirt(A, y, m)
-        yn = (y / scale).float()
-        train, val = validation_split(tuple(yn.shape), m, val_fraction, seed, yn)
-        train_idx = (torch.nonzero(train > 0) if train is not None
-                     else torch.nonzero(torch.ones_like(yn, dtype=torch.bool)))
-        val_idx = torch.nonzero(val > 0) if val is not None else None
-        if val_idx is not None and len(val_idx) > 16384:
-            val_idx = val_idx[torch.randperm(len(val_idx), generator=gen_rng)[:16384].to(dev)]
-        rays = _Rays(A.domain_shape, A.det_cols, A.angles, dev, torch.float32)
-        n_full = samples or int(math.ceil(2 * rays.half))
-        options = {"width": width, "depth": depth} if field != "grid" else {}
-        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-            torch.manual_seed(seed)
-            fld = make_field(field, A.domain_shape, **options).to(dev)
-        ref = int(np.argmin(np.abs(A.angles)))
-        pose = PoseModel(A.n_tilts, reference=ref, per_tilt_axis=per_tilt_axis,
-                         learn_angles=learn_angles).to(dev)
-        opt = torch.optim.Adam(fld.parameters(), lr=lr)
-        pose_opt = torch.optim.Adam(pose.param_groups(lr_pose, lr_pose * 0.2), lr=lr_pose)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 0.1 ** (k / max(iterations, 1)))
-        crit = (lambda a, b: F.smooth_l1_loss(a, b, beta=0.05)) if loss == "smooth_l1" else F.mse_loss
-        total = start + iterations
-
-        if x0 is not None:  # warm start: fit the field to the given volume
-            target = (init_volume(A, x0) / scale).float()
-            vox = rays.voxel_points().reshape(-1, 3)
-            tv = target.reshape(-1)
-            fld.set_progress(1.0)
-            for _k in range(200):
-                sel = torch.randint(0, len(vox), (min(65536, len(vox)),), generator=gen_rng).to(dev)
-                opt.zero_grad(set_to_none=True)
-                F.mse_loss(fld(vox[sel]), tv[sel]).backward()
-                opt.step()
-
-        t_start = time.perf_counter()
-        rays_done = 0
-        val_loss = None
-        for k in range(1, iterations + 1):
-            frac = k / max(iterations, 1)
-            fld.set_progress(min(1.0, 2 * frac) if x0 is None else 1.0)
-            n_s = max(8, int(n_full * (0.5 + 0.5 * min(1.0, 2 * frac))))
-            use_pose = learn_pose and frac > pose_start
-            sel = torch.randint(0, len(train_idx), (int(batch_rays),), generator=gen_rng).to(dev)
-            t, v, u = train_idx[sel].unbind(1)
-            opt.zero_grad(set_to_none=True)
-            pose_opt.zero_grad(set_to_none=True)
-            pred = _integrate(fld, rays, t, v, u, pose if learn_pose else None, n_s, gen_rng)
-            lval = crit(pred, yn[t, v, u])
-            total_loss = lval + (tv_weight * _tv_points(fld, 4096, rays, gen_rng) if tv_weight > 0 else 0.0)
-            total_loss.backward()
-            opt.step()
-            sched.step()
-            if use_pose:
-                pose_opt.step()
-            rays_done += len(t)
-            loss_value = float(lval.detach())
-            if not math.isfinite(loss_value):
-                raise FloatingPointError("INR diverged (loss is not finite): lower the learning rate 'lr'")
-            if k % every == 0 or k == iterations:
-                with torch.no_grad():
-                    if val_idx is not None:
-                        tv_, vv, uv = val_idx.unbind(1)
-                        pv = _integrate(fld, rays, tv_, vv, uv, pose if learn_pose else None, n_full, None)
-                        val_loss = float(F.mse_loss(pv, yn[tv_, vv, uv]))
-                    # reported poses and volume share one frame, anchored on the reference tilt
-                    anchored, shift = None, None
-                    if use_pose and anchor:
-                        anchored, shift = _anchor(fld, rays, pose, yn, n_full)
-                    shown = fld if shift is None else _Translated(fld, shift)
-                    vol = _volume(shown, rays) * scale
-                el = time.perf_counter() - t_start
-                extras = {"train_loss": loss_value, "val_loss": val_loss, "samples": n_s,
-                          "rays_per_s": rays_done / max(el, 1e-9), "field": field}
-                if learn_pose:
-                    poses = pose.as_dict()
-                    if anchored is not None:
-                        poses["shifts"] = anchored.round(4).tolist()
-                        poses["anchor_translation"] = (shift * rays.norm).cpu().double().numpy().round(4).tolist()
-                    extras["poses"] = poses
-                if k == iterations:
-                    state = {n: p.detach().cpu() for n, p in pose.state_dict().items()}
-                    if anchored is not None:
-                        state["shift_init"] = torch.from_numpy(anchored).float()
-                        state["shift_delta"] = torch.zeros_like(state["shift_delta"])
-                    extras["model"] = INRModel(
-                        field, options, {n: p.detach().cpu() for n, p in fld.state_dict().items()},
-                        {"reference": ref, "per_tilt_axis": per_tilt_axis, "learn_angles": learn_angles,
-                         "state": state},
-                        tuple(A.domain_shape), A.det_cols, np.asarray(A.angles), scale,
-                        {} if shift is None else {"translation": shift.detach().cpu().tolist()},
-                    )
-                yield Step(start + k, snapshot(vol), loss_value, extras, total)
-    finally:
-        release(dev)
+    opts = INROptions(learn_pose=learn_pose, field=field, lr=lr, batch_rays=batch_rays,
+                      lr_pose=lr_pose, pose_start=pose_start, anchor=anchor,
+                      learn_angles=learn_angles, per_tilt_axis=per_tilt_axis, loss=loss,
+                      tv_weight=tv_weight, val_fraction=val_fraction, samples=samples,
+                      width=width, depth=depth)
+    problem = Problem.build(A, y, mask, seed)
+    return iterate(_INR(opts, iterations), problem, name="inr", iterations=iterations,
+                   every=every, start=start, x0=x0)
 
 
 @torch.no_grad()

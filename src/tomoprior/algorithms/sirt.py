@@ -10,7 +10,7 @@ fitting (held-out pixels get weight 0), relaxation ``lambda`` and an
 optional projection onto ``x >= 0`` after every update.
 
 The state is the volume alone, so a warm start with ``x0`` continues a run
-exactly: 30 iterations equal 10 + 10 + 10.
+exactly: 30 iterations equal 10 + 10 + 10, and ``resume`` does the same.
 
 References
 ----------
@@ -22,14 +22,16 @@ References
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import numpy as np
 import torch
 
 from ..operators.base import Projector
-from ..step import Step
-from ._common import as_tensor, init_volume, release, snapshot
+from ..step import ResumeState, Step
+from ._declare import Param, method
+from ._driver import Problem, Report, Solver, iterate
 
 __all__ = ["sirt"]
 
@@ -41,18 +43,78 @@ def _inverse(t: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     return out
 
 
+class _SIRT(Solver):
+    label = "SIRT"
+    hint = "lower the relaxation"
+
+    def __init__(self, relaxation: float, nonneg: bool) -> None:
+        self.relaxation, self.nonneg = relaxation, nonneg
+
+    @torch.no_grad()
+    def _weights(self, p: Problem) -> None:
+        A, m = p.A, p.mask
+        self.p = p
+        ones = torch.ones(A.domain_shape, device=A.device, dtype=A.dtype)
+        self.R = _inverse(A(ones))
+        if m is not None:
+            self.R = self.R * m
+        self.C = _inverse(A.T(torch.ones_like(p.y) if m is None else m))
+        self.y_norm = float(torch.linalg.vector_norm(p.y if m is None else p.y * m))
+
+    @torch.no_grad()
+    def _residual(self) -> float:
+        self.r = self.p.y - self.p.A(self.x)
+        if self.p.mask is not None:
+            self.r.mul_(self.p.mask)
+        self.loss = float(torch.linalg.vector_norm(self.r)) / max(self.y_norm, 1e-30)
+        return self.loss
+
+    def setup(self, p: Problem, x0: Any, start: int) -> Iterator[Step]:
+        self._weights(p)
+        self.x = p.start_volume(x0)
+        self._residual()
+        return iter(())
+
+    def restore(self, p: Problem, state: Mapping[str, Any], start: int) -> None:
+        self._weights(p)
+        self.x = state["x"].to(device=p.A.device, dtype=p.A.dtype).clone()
+        self._residual()
+
+    @torch.no_grad()
+    def update(self, k: int) -> float:
+        self.x.add_(self.C * self.p.A.T(self.r * self.R), alpha=self.relaxation)
+        if self.nonneg:
+            self.x.clamp_(min=0)
+        return self._residual()
+
+    def report(self, iteration: int, last: bool) -> Report:
+        return Report(self.x, self.loss)
+
+    def state(self) -> dict[str, Any]:
+        return {"x": self.x}
+
+
+@method(
+    "sirt", label="SIRT", order=20, separable=True,
+    help="Simultaneous iterative reconstruction: robust, smooth, smeared along the missing wedge.",
+    params=(
+        Param("relaxation", "Relaxation", "Step length (0-2)", min=0.01, max=1.99),
+        Param("nonneg", "Non-negative", "Clip negative densities after each update"),
+    ),
+    citation="Gilbert, J. Theor. Biol. 36 (1972) 105",
+)
 def sirt(
     A: Projector,
     y: torch.Tensor | np.ndarray,
     *,
     iterations: int = 100,
+    every: int = 5,
     x0: torch.Tensor | np.ndarray | None = None,
-    every: int = 1,
-    relaxation: float = 1.0,
-    nonneg: bool = True,
     mask: torch.Tensor | np.ndarray | None = None,
     start: int = 0,
-    **_: object,
+    resume: ResumeState | None = None,
+    relaxation: float = 1.0,
+    nonneg: bool = True,
 ) -> Iterator[Step]:
     """Run SIRT, yielding a :class:`~tomoprior.step.Step` every ``every`` iterations.
 
@@ -64,63 +126,26 @@ def sirt(
         Tilt series in the canonical frame.
     iterations : int
         Iterations to run in this call.
-    x0 : volume, optional
-        Warm start (copied, never modified).
     every : int
         Snapshot interval; the last iteration is always yielded.
-    relaxation : float
-        Step length ``lambda`` in ``(0, 2)``.
-    nonneg : bool
-        Clip negative densities after each update.
+    x0 : volume, optional
+        Warm start (copied, never modified).
     mask : bool array like ``y``, optional
         Detector pixels to fit (``False`` = held out).
     start : int
         Iterations already done (numbering continues from there).
+    resume : ResumeState, optional
+        ``step.resume`` of the last Step of an earlier call: continues it.
+    relaxation : float
+        Step length ``lambda`` in ``(0, 2)``.
+    nonneg : bool
+        Clip negative densities after each update.
 
     Yields
     ------
     Step
         ``loss`` is the relative residual ``||M(A x - y)|| / ||M y||``.
     """
-    if iterations < 0:
-        raise ValueError("iterations must be >= 0")
-    if not 0 < relaxation < 2:
-        raise ValueError(f"relaxation must lie in (0, 2), got {relaxation}")
-    every = max(1, int(every))
-    y = as_tensor(y, A)
-    x = init_volume(A, x0)
-    m = None if mask is None else as_tensor(mask, A, "mask")
-    try:
-        with torch.no_grad():
-            ones = torch.ones(A.domain_shape, device=A.device, dtype=A.dtype)
-            R = _inverse(A(ones))
-            if m is not None:
-                R = R * m
-            C = _inverse(A.T(torch.ones_like(y) if m is None else m))
-            y_norm = float(torch.linalg.vector_norm(y if m is None else y * m))
-        total = start + iterations
-
-        @torch.no_grad()
-        def residual() -> tuple[torch.Tensor, float]:
-            r = y - A(x)
-            if m is not None:
-                r.mul_(m)
-            return r, float(torch.linalg.vector_norm(r)) / max(y_norm, 1e-30)
-
-        @torch.no_grad()
-        def update() -> None:
-            x.add_(C * A.T(r * R), alpha=relaxation)
-            if nonneg:
-                x.clamp_(min=0)
-
-        r, loss = residual()
-        if iterations == 0:
-            yield Step(start, snapshot(x), loss, {}, total)
-            return
-        for k in range(1, iterations + 1):
-            update()
-            r, loss = residual()
-            if k % every == 0 or k == iterations:
-                yield Step(start + k, snapshot(x), loss, {}, total)
-    finally:
-        release(A.device)
+    problem = Problem.build(A, y, mask)
+    return iterate(_SIRT(relaxation, nonneg), problem, name="sirt", iterations=iterations,
+                   every=every, start=start, x0=x0, resume=resume)

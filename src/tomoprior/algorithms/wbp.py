@@ -24,7 +24,8 @@ import torch
 from ..errors import GeometryError
 from ..operators.base import Projector
 from ..step import Step
-from ._common import as_tensor, snapshot
+from ._common import as_tensor, release, snapshot
+from ._declare import Param, method
 
 __all__ = ["FILTERS", "angular_weights", "ramp_filter", "wbp"]
 
@@ -82,14 +83,22 @@ def angular_weights(angles_deg: np.ndarray) -> np.ndarray:
     return out
 
 
+@method(
+    "wbp", label="WBP", order=10, separable=True,
+    help="Weighted back-projection: instant preview, streaks and elongation in the missing wedge.",
+    params=(
+        Param("filter", "Filter", "Apodisation of the ramp filter", choices=FILTERS),
+        Param("nonneg", "Clip negatives", "Set negative densities to zero", advanced=True),
+    ),
+    citation="Radermacher, in Electron Tomography (Frank, ed.), Springer 2006",
+)
 def wbp(
     A: Projector,
     y: torch.Tensor | np.ndarray,
     *,
+    start: int = 0,
     filter: str = "ram-lak",
     nonneg: bool = False,
-    start: int = 0,
-    **_: object,
 ) -> Iterator[Step]:
     """Weighted back-projection as a one-step generator.
 
@@ -97,12 +106,12 @@ def wbp(
     ----------
     A : Projector
     y : (n_tilts, y, u) tilt series in the canonical frame
+    start : int
+        Iteration number to report (for consistency with iterative methods).
     filter : str
         One of ``FILTERS``; ``"none"`` gives a plain (blurred) back-projection.
     nonneg : bool
         Clip negative values of the result.
-    start : int
-        Iteration number to report (for consistency with iterative methods).
 
     Yields
     ------
@@ -111,18 +120,25 @@ def wbp(
         reprojection residual.
     """
     y = as_tensor(y, A)
+    return _wbp(A, y, start, filter, nonneg)
+
+
+def _wbp(A: Projector, y: torch.Tensor, start: int, filter: str, nonneg: bool) -> Iterator[Step]:
     n_u = A.det_cols
     pad = 1 << int(np.ceil(np.log2(2 * n_u)))
     resp = torch.as_tensor(ramp_filter(pad, filter), device=A.device, dtype=A.dtype)
     weights = torch.as_tensor(angular_weights(A.angles), device=A.device, dtype=A.dtype)
-    with torch.no_grad():
-        spec = torch.fft.rfft(y, n=pad, dim=-1)
-        filt = torch.fft.irfft(spec * resp[: pad // 2 + 1], n=pad, dim=-1)[..., :n_u]
-        filt = filt * weights[:, None, None]
-        x = A.T(filt)
-        if nonneg:
-            x.clamp_(min=0)
-        res = A(x) - y
-        loss = float(torch.linalg.vector_norm(res) / torch.linalg.vector_norm(y).clamp_min(1e-30))
-    yield Step(iteration=start + 1, volume=snapshot(x), loss=loss, total=start + 1,
-               extras={"filter": filter})
+    try:
+        with torch.no_grad():
+            spec = torch.fft.rfft(y, n=pad, dim=-1)
+            filt = torch.fft.irfft(spec * resp[: pad // 2 + 1], n=pad, dim=-1)[..., :n_u]
+            filt = filt * weights[:, None, None]
+            x = A.T(filt)
+            if nonneg:
+                x.clamp_(min=0)
+            res = A(x) - y
+            loss = float(torch.linalg.vector_norm(res) / torch.linalg.vector_norm(y).clamp_min(1e-30))
+        yield Step(iteration=start + 1, volume=snapshot(x), loss=loss, total=start + 1,
+                   extras={"filter": filter})
+    finally:
+        release(A.device)

@@ -31,14 +31,14 @@ Everything runs in the canonical frame of :mod:`tomoprior.transforms`
 (axis vertical); shifts are returned in the geometry's convention.
 """
 
+from ..frames import aligned_geometry, fix_reference, reference_tilt
+from ..registration import register
 from ._align import align_series, options_help
-from ._frame import aligned_geometry, fix_reference, reference_tilt
 from ._options import METHODS, AlignmentError, AlignOptions
 from .axis import find_axis
 from .com import com_shifts
 from .files import apply_transforms, read_transforms, write_transforms, xf_lines
 from .pm import project_match
-from .register import register
 from .xcorr import stretch_across, xcorr_shifts
 
 __all__ = [

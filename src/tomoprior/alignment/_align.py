@@ -11,15 +11,15 @@ import numpy as np
 
 from ..device import resolve_device
 from ..errors import DataError, GeometryError
-from ..geometry import TiltGeometry
-from ..transforms import canonical_turns, to_canonical
-from ._frame import (
+from ..frames import (
     canonical_series,
     fix_reference,
     from_canonical_shifts,
     nominal_axis,
     reference_tilt,
 )
+from ..geometry import TiltGeometry
+from ..transforms import canonical_turns, to_canonical
 from ._options import AlignmentError, AlignOptions, parse_options
 from .axis import find_axis
 from .com import com_across, com_shifts

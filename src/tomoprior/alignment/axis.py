@@ -48,9 +48,7 @@ import numpy as np
 import torch
 
 from ..algorithms.sirt import sirt
-from ..operators import make_projector
-from ..step import last_step
-from ._frame import (
+from ..frames import (
     canonical_series,
     fix_reference,
     from_canonical_shifts,
@@ -58,8 +56,10 @@ from ._frame import (
     rotate_vectors,
     to_canonical_shifts,
 )
+from ..operators import make_projector
+from ..registration import register_across
+from ..step import last_step
 from .com import profile_shifts
-from .register import register_across
 
 __all__ = ["consistency", "find_axis", "pick_slices"]
 

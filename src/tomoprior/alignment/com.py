@@ -33,8 +33,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._frame import reference_tilt
-from .register import register
+from ..frames import reference_tilt
+from ..registration import register
 
 __all__ = ["background", "centres", "com_across", "com_shifts", "profile_shifts"]
 

@@ -39,9 +39,9 @@ import numpy as np
 
 from .. import __version__
 from ..errors import DataError, FormatError, GeometryError
+from ..frames import nominal_axis
 from ..geometry import TiltGeometry, parse_tilt_axis
 from ..transforms import canonical_turns, orient_images
-from ._frame import nominal_axis
 
 __all__ = ["apply_transforms", "read_transforms", "write_transforms", "xf_lines"]
 

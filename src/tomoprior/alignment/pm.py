@@ -5,7 +5,7 @@ Notes
 Each round reconstructs the (binned) series with the current corrections
 applied, by non-negative SIRT warm-started from the previous round's
 volume, reprojects the volume at every measured tilt, and registers every
-image to its reprojection (:func:`~tomoprior.alignment.register.register`,
+image to its reprojection (:func:`~tomoprior.registration.register`,
 sub-pixel). The found offsets are added to the corrections. A
 reconstruction averages over all tilts, so a misaligned image disagrees
 with its reprojection, while the reprojection is only slightly pulled
@@ -38,10 +38,10 @@ import numpy as np
 import torch
 
 from ..algorithms.sirt import sirt
+from ..frames import canonical_series
 from ..operators import make_projector
+from ..registration import register
 from ..step import last_step
-from ._frame import canonical_series
-from .register import register
 
 __all__ = ["project_match"]
 
@@ -86,7 +86,7 @@ def project_match(
     x0 : array, optional
         Warm start: the ``volume`` of an earlier call with the same binning.
     **register_options
-        Passed to :func:`~tomoprior.alignment.register.register`.
+        Passed to :func:`~tomoprior.registration.register`.
 
     Returns
     -------

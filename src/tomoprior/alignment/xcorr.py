@@ -15,7 +15,7 @@ translation moving the stretched image onto its neighbour is ``t`` and the
 neighbour's correction is ``s_low``, the correction of the higher tilt is
 ``s_high = (s_low + t) / f`` across the axis and ``s_low + t`` along it
 (the stretch also scales the drift). The pairs are registered in one
-batch (:func:`~tomoprior.alignment.register.register`) and the relative
+batch (:func:`~tomoprior.registration.register`) and the relative
 shifts are accumulated from the reference tilt towards both ends of the
 series. Errors of a chain add up like a random walk; projection matching
 (:mod:`tomoprior.alignment.pm`) or centre-of-mass alignment
@@ -36,8 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from ._frame import reference_tilt
-from .register import register
+from ..frames import reference_tilt
+from ..registration import register
 
 __all__ = ["chain_pairs", "stretch_across", "xcorr_shifts"]
 
@@ -101,7 +101,7 @@ def xcorr_shifts(
     stretch : bool
         Cosine-stretch the higher tilt of each pair across the axis.
     **register_options
-        Passed to :func:`~tomoprior.alignment.register.register`
+        Passed to :func:`~tomoprior.registration.register`
         (``sigma1``, ``radius2``, ``max_shift``, ``phase``, ...).
 
     Returns

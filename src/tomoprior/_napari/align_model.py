@@ -20,10 +20,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._napari._layers import tilt_series_metadata
 from ..algorithms.wbp import wbp
 from ..alignment import AlignmentError, align_series, aligned_geometry, apply_transforms
-from ..alignment._frame import (
+from ..frames import (
     canonical_series,
     fix_reference,
     from_canonical_shifts,
@@ -34,7 +33,7 @@ from ..alignment._frame import (
 from ..geometry import TiltGeometry
 from ..operators import make_projector
 from ..transforms import bin_images, canonical_turns
-from .live_layer import robust_limits
+from ._layers import robust_limits, tilt_series_metadata
 
 __all__ = [
     "METHOD_HELP",

@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..transforms import warp_images
+from .transforms import warp_images
 
 __all__ = ["bandpass", "register", "taper"]
 

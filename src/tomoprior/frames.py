@@ -20,8 +20,8 @@ import math
 
 import numpy as np
 
-from ..geometry import TiltGeometry, parse_tilt_axis
-from ..transforms import bin_images, canonical_turns, orient_images, rotate_vectors
+from .geometry import TiltGeometry, parse_tilt_axis
+from .transforms import bin_images, canonical_turns, orient_images, rotate_vectors
 
 __all__ = [
     "aligned_geometry",

@@ -1,0 +1,191 @@
+"""One iteration driver for every iterative method.
+
+A method implements a :class:`Solver`: its set-up (which may stream steps of
+its own, such as a warm start or a parameter search), one update, a report
+of the current iterate, and its state for resuming. :func:`iterate` owns
+everything else, the same way for every method:
+
+* snapshots every ``every`` iterations and always at the last one;
+* the tilt series and mask as checked tensors on the projector's device
+  (:class:`Problem`);
+* divergence: a non-finite loss or volume raises
+  :class:`~tomoprior.errors.DivergedError` with the method's advice;
+* stopping: closing the generator ends the run at the next yield, and the
+  device memory is released in ``finally`` whatever ends it;
+* resume: the last step carries a :class:`~tomoprior.step.ResumeState`;
+  given back as ``resume=``, the run continues exactly (30 iterations equal
+  10 + 10 + 10), after a check that it belongs to this method and shape.
+
+The design follows CIL's ``Algorithm`` (set-up, update, objective) with the
+loop turned into a generator of :class:`~tomoprior.step.Step`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import DivergedError, ParameterError
+from ..operators.base import Projector
+from ..step import SCALAR_TYPES, ResumeState, Step
+from ._common import as_tensor, init_volume, release, snapshot, validation_split
+
+__all__ = ["Problem", "Report", "Solver", "iterate"]
+
+
+@dataclass
+class Problem:
+    """The data of a run, checked and on the projector's device."""
+
+    A: Projector
+    y: torch.Tensor
+    mask: torch.Tensor | None = None  # detector pixels to fit (1) and held out (0)
+    seed: int = 0
+
+    @classmethod
+    def build(cls, A: Projector, y: Any, mask: Any = None, seed: int = 0) -> Problem:
+        yt = as_tensor(y, A)
+        m = None if mask is None else as_tensor(mask, A, "mask")
+        return cls(A, yt, m, int(seed))
+
+    @property
+    def device(self) -> torch.device:
+        return self.A.device
+
+    def split(self, fraction: float) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """``(train, validation)`` pixel weights: the caller's mask, or ``fraction`` held out."""
+        return validation_split(tuple(self.y.shape), self.mask, fraction, self.seed, self.y)
+
+    def start_volume(self, x0: Any) -> torch.Tensor:
+        """A copy of the warm start ``x0`` (checked), or zeros."""
+        return init_volume(self.A, x0)
+
+
+@dataclass
+class Report:
+    """What a solver says about its current iterate (volume in data units)."""
+
+    volume: torch.Tensor
+    loss: float | None = None
+    heldout: float | None = None
+    poses: Mapping[str, Any] | None = None
+    search: tuple[Mapping[str, float], ...] = ()
+    model: Any = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class Solver:
+    """One method's iterations; :func:`iterate` drives it.
+
+    Subclasses set ``label`` (used in messages) and ``hint`` (what to do
+    when the run diverges), and implement :meth:`update` and :meth:`report`;
+    :meth:`setup`, :meth:`state` and :meth:`restore` as needed.
+    """
+
+    label = "method"
+    hint = "check the data and parameters"
+    phase = "iterate"
+
+    def setup(self, problem: Problem, x0: Any, start: int) -> Iterator[Step]:
+        """Prepare the first iterate; may yield steps of a set-up phase."""
+        return iter(())
+
+    def update(self, k: int) -> float | None:
+        """One iteration (``k`` counts from 1 in this call); returns a loss to watch or None."""
+        raise NotImplementedError
+
+    def report(self, iteration: int, last: bool) -> Report:
+        """The current iterate and its figures at ``iteration`` (counting ``start``)."""
+        raise NotImplementedError
+
+    def state(self) -> dict[str, Any]:
+        """Everything :meth:`restore` needs to continue exactly (CPU tensors)."""
+        raise NotImplementedError
+
+    def restore(self, problem: Problem, state: Mapping[str, Any], start: int) -> None:
+        raise NotImplementedError
+
+
+def _check_extras(label: str, extras: Mapping[str, Any]) -> dict[str, Any]:
+    for key, value in extras.items():
+        if not isinstance(value, SCALAR_TYPES):
+            raise TypeError(f"{label}: extras[{key!r}] is {type(value).__name__}, not a scalar")
+    return dict(extras)
+
+
+def _check_resume(resume: Any, name: str, label: str, shape: tuple[int, ...]) -> Mapping[str, Any]:
+    if not isinstance(resume, ResumeState):
+        raise ParameterError(f"resume expects the resume state of an earlier {label} run's last step")
+    if resume.method != name:
+        raise ParameterError(f"the resume state is from a {resume.method} run, not {label}")
+    if tuple(resume.shape) != tuple(shape):
+        raise ParameterError(
+            f"the resume state is for a volume {tuple(resume.shape)}, this run's is {tuple(shape)}")
+    return resume.data
+
+
+def cpu_state(obj: Any) -> Any:
+    """A deep copy of a (nested) state with every tensor detached onto the CPU."""
+    if torch.is_tensor(obj):
+        return obj.detach().cpu().clone()
+    if isinstance(obj, dict):
+        return {k: cpu_state(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(cpu_state(v) for v in obj)
+    return obj
+
+
+def iterate(
+    solver: Solver,
+    problem: Problem,
+    *,
+    name: str,
+    iterations: int,
+    every: int = 1,
+    start: int = 0,
+    x0: Any = None,
+    resume: ResumeState | None = None,
+) -> Iterator[Step]:
+    """Drive ``solver`` for ``iterations`` iterations, yielding Steps (see module notes)."""
+    every = max(1, int(every))
+    total = start + iterations
+    resumable = type(solver).state is not Solver.state
+    try:
+        if resume is not None:
+            data = _check_resume(resume, name, solver.label, tuple(problem.A.domain_shape))
+            solver.restore(problem, data, start)
+        else:
+            yield from solver.setup(problem, x0, start)
+        ks = range(1, iterations + 1) if iterations > 0 else (0,)
+        for k in ks:
+            if k > 0:
+                value = solver.update(k)
+                if value is not None and not math.isfinite(value):
+                    raise DivergedError(
+                        f"{solver.label} diverged at iteration {start + k} (the loss is not "
+                        f"finite): {solver.hint}")
+            last = k == ks[-1]
+            if k % every and not last:
+                continue
+            r = solver.report(start + k, last)
+            vol = snapshot(r.volume)
+            if not np.isfinite(vol).all():
+                raise DivergedError(
+                    f"{solver.label} diverged at iteration {start + k} (the volume is not "
+                    f"finite): {solver.hint}")
+            state = None
+            if last and resumable:
+                state = ResumeState(name, start + k, tuple(problem.A.domain_shape),
+                                    cpu_state(solver.state()))
+            yield Step(
+                iteration=start + k, volume=vol, loss=r.loss, total=total, phase=solver.phase,
+                heldout=r.heldout, poses=r.poses, search=tuple(r.search), model=r.model,
+                extras=_check_extras(solver.label, r.extras), resume=state,
+            )
+    finally:
+        release(problem.device)
