@@ -40,9 +40,13 @@ DEFAULTS = {
     "wbp": {},
     "sirt": {"iterations": 100},
     "cstv": {"iterations": 300, "lam": "auto"},
+    "restore": {"iterations": 100},
     "diptv": {"iterations": 1500, "every": 100},
+    "diptv_pretrained": {"method": "diptv", "init": "pretrained", "iterations": 300, "every": 25,
+                         "lr": 1e-4},
     "inr": {"iterations": 2000, "every": 500},
 }
+LABELS = {"diptv_pretrained": "diptv (pretrained)"}
 
 
 def reconstruct(method: str, series, geom, params: dict):
@@ -52,6 +56,7 @@ def reconstruct(method: str, series, geom, params: dict):
     advance the iteration count), so DIP-TV's rate is that of its network steps.
     """
     kw = dict(params)
+    method = kw.pop("method", method)
     t0 = time.perf_counter()
     rec = run(method, series, geom, **kw)
     last, first = None, None
@@ -62,7 +67,8 @@ def reconstruct(method: str, series, geom, params: dict):
     rate = None
     if first is not None and last.iteration > first[0] and t1 > first[1]:
         rate = (last.iteration - first[0]) / (t1 - first[1])
-    return last, t1 - t0, rate
+    residual = rec.evaluate(last.volume)["reprojection_residual"]
+    return last, t1 - t0, rate, residual
 
 
 def _set_params(params: dict, items: list[str]) -> None:
@@ -77,7 +83,8 @@ def _set_params(params: dict, items: list[str]) -> None:
         if name in ("iterations", "every"):
             params[method][name] = int(value)
         else:
-            params[method][name] = get_method(method).param(name).parse(value)
+            real = params[method].get("method", method)
+            params[method][name] = get_method(real).param(name).parse(value)
 
 
 def score(vol, truth, tr) -> dict:
@@ -97,8 +104,8 @@ def _oracle_cstv(series, geom, tr, args, cstv_params: dict, meta: dict) -> dict:
     """CS-TV at every lambda of ``--oracle-lams``; the row of the best SSIM against the truth."""
     best = None
     for lam in args.oracle_lams:
-        last, secs, rate = reconstruct("cstv", series, geom,
-                                       {**cstv_params, "lam": lam, "device": args.device})
+        last, secs, rate, _ = reconstruct("cstv", series, geom,
+                                          {**cstv_params, "lam": lam, "device": args.device})
         res = score(last.volume, tr.volume, tr)
         if best is None or res["ssim"] > best["ssim"]:
             best = {**res, "lam": lam, "seconds": round(secs, 2), "its_per_s": rate,
@@ -155,18 +162,19 @@ def main(argv=None) -> int:
                 cond = f"{name} {noise} {step:g}°"
                 meta = {"phantom": name, "noise": noise, "step": step, "n_tilts": int(angles.size)}
                 for m in args.methods:
-                    last, secs, rate = reconstruct(m, series, geom,
-                                                   {**params[m], "device": args.device})
+                    last, secs, rate, residual = reconstruct(m, series, geom,
+                                                             {**params[m], "device": args.device})
                     res = score(last.volume, tr.volume, tr)
-                    res.update(meta, method=m, seconds=round(secs, 2), its_per_s=rate,
-                               iterations=int(last.iteration))
-                    if m == "diptv":
+                    res.update(meta, method=LABELS.get(m, m), seconds=round(secs, 2),
+                               its_per_s=rate, iterations=int(last.iteration), residual=residual)
+                    if params[m].get("method", m) == "diptv":
                         res["best_iteration"] = last.extras.get("best_iteration")
                     if m == "cstv":
                         res["lam"] = last.extras.get("lam")
                     rows.append(res)
                     slices[(cond, m)] = metrics.scale_to(last.volume, tr.volume, tr.specimen_mask)
                     print(f"{cond:24s} {m:6s} SSIM {res['ssim']:.3f} PSNR {res['psnr']:5.1f} "
+                          f"residual {residual:.4f} "
                           f"elong {res.get('elongation', float('nan')):.2f} "
                           f"support {res.get('support_ratio', float('nan')):.2f} {secs:7.1f}s",
                           flush=True)
@@ -198,14 +206,15 @@ def _markdown(rows: list[dict], args) -> str:
         f"Volume {args.size}³, tilt range ±60°, Poisson dose {args.dose:g} e⁻/pixel at the brightest "
         "pixel; SSIM/PSNR inside the specimen mask after a least-squares intensity fit; elongation = "
         "median z/xy extent of the particles (1 = round); support = CV inside the carbon relative to "
-        "the truth (1 = as homogeneous as the truth). ADF particle groups are scaled per tilt by "
+        "the truth (1 = as homogeneous as the truth); residual = ||A x - y|| / ||y|| against the "
+        "measured series (lower: more consistent with the data). ADF particle groups are scaled per tilt by "
         f"diffraction factors in 1 ± {args.contrast_variation:g}."
         + (" `cstv oracle`: the best of CS-TV at λ in "
            f"{{{', '.join(f'{v:g}' for v in args.oracle_lams)}}} by SSIM against the truth (a ceiling "
            "for any rule that picks λ from the data, not a method)." if args.oracle_lams else ""),
         "",
-        "| phantom | noise | step | tilts | method | SSIM | PSNR | elongation | support | s | it/s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| phantom | noise | step | tilts | method | SSIM | PSNR | residual | elongation | support | s | it/s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lam = f" (λ={r['lam']:g})" if r.get("lam") not in (None, "auto") else ""
@@ -213,10 +222,15 @@ def _markdown(rows: list[dict], args) -> str:
         rate = f"{r['its_per_s']:.1f}" if r.get("its_per_s") else "–"
         lines.append(
             f"| {r['phantom']} | {r['noise']} | {r['step']:g}° | {r['n_tilts']} | {r['method']}{lam}{best} | "
-            f"{r['ssim']:.3f} | {r['psnr']:.1f} | {r.get('elongation', float('nan')):.2f} | "
+            f"{r['ssim']:.3f} | {r['psnr']:.1f} | {_fmt(r.get('residual'), '.4f')} | "
+            f"{r.get('elongation', float('nan')):.2f} | "
             f"{r.get('support_ratio', float('nan')):.2f} | {r['seconds']:.1f} | {rate} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _fmt(value, spec: str) -> str:
+    return "–" if value is None else format(value, spec)
 
 
 def _figure(slices: dict, methods: list[str], path: Path) -> None:

@@ -35,13 +35,16 @@ def _modules(sub: str) -> list[Path]:
 # (layer, layers it must not import)
 RULES = [
     ("algorithms", ("tomoprior.alignment", "tomoprior._napari", "tomoprior._qt", "tomoprior.run",
-                    "tomoprior.cli", "tomoprior.io")),
+                    "tomoprior.cli", "tomoprior.io", "tomoprior.phantoms")),
     ("frames", ("tomoprior.algorithms", "tomoprior.alignment", "tomoprior._napari", "tomoprior._qt")),
     ("registration", ("tomoprior.algorithms", "tomoprior.alignment", "tomoprior._napari",
                       "tomoprior._qt")),
     ("operators", ("tomoprior.algorithms", "tomoprior.alignment", "tomoprior.run",
                    "tomoprior._napari", "tomoprior._qt")),
     ("alignment", ("tomoprior._napari", "tomoprior._qt", "tomoprior.run", "tomoprior.cli")),
+    ("phantoms", ("tomoprior.run", "tomoprior.alignment", "tomoprior._napari", "tomoprior._qt",
+                  "tomoprior.training", "tomoprior.cli")),
+    ("training", ("tomoprior._napari", "tomoprior._qt", "tomoprior.cli")),
     ("_napari", ("tomoprior._qt",)),
 ]
 

@@ -152,3 +152,16 @@ def test_stop_keeps_the_finished_part(viewer, qtbot, notes):
     assert math.isfinite(w.table.results[1]["reprojection_residual"])
     assert len(w.result_layers()) == 2
     assert not notes.errors()
+
+
+def test_compare_includes_the_learned_restoration(viewer, qtbot, notes):
+    _, w = viewer.window.add_plugin_dock_widget(PLUGIN, "Compare methods")
+    choose(w, sirt=10, restore=10)
+    w.run_button.click()
+    qtbot.waitUntil(lambda: not w.controller.busy, timeout=120_000)
+    assert w.controller.state.value == "done"
+    labels = [r["method"] for r in w.table.results]
+    assert labels == ["SIRT", "Restore (learned)"]
+    for r in w.table.results:
+        assert math.isfinite(r["ssim"]) and math.isfinite(r["reprojection_residual"])
+    assert not notes.errors()

@@ -283,3 +283,34 @@ def test_writer_saves_the_result_with_provenance(widget, qtbot, tmp_path):
     assert prov["method"] == "sirt" and prov["iterations"] == 4
     back = io.read(path)
     assert back.pixel_size == pytest.approx(0.5, rel=1e-4)
+
+
+def test_restore_streams_the_base_then_the_restored_volume(widget, qtbot, notes):
+    w, viewer = widget, widget.viewer
+    w.method_panel.set_method("restore")
+    w.method_panel.page.iterations.setValue(10)
+    w.method_panel.page.every.setValue(5)
+    phases = []
+    w.controller.step.connect(lambda ev: phases.append(ev.step.phase))
+    w.run_button.click()
+    qtbot.waitUntil(lambda: not w.controller.busy, timeout=60_000)
+    assert w.controller.state.value == "done", w.progress.status.text()
+    assert phases[0] == "base" and phases[-1] == "restore"
+    (out,) = results(viewer)
+    assert out.data.shape == (32, 32, 32) and np.isfinite(out.data).all()
+    prov = out.metadata["provenance"]
+    assert prov["method"] == "restore" and prov["result"]["model"] == "restore_default"
+    assert not notes.errors()
+
+
+def test_a_broken_model_file_is_one_notification(widget, qtbot, notes, tmp_path):
+    w = widget
+    bad = tmp_path / "broken.pt"
+    bad.write_bytes(b"garbage")
+    w.method_panel.set_method("restore")
+    w.method_panel.page.fields["model"].set(str(bad))
+    w.run_button.click()
+    qtbot.waitUntil(lambda: not w.controller.busy, timeout=60_000)
+    errors = notes.errors()
+    assert errors and "broken.pt is not a readable tomoprior model file" in errors[-1]
+    assert "\n" not in errors[-1]

@@ -374,6 +374,46 @@ def cmd_methods(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from .device import resolve_device
+    from .training import TrainConfig, train_restore
+
+    out = Path(args.output)
+    if out.suffix != ".pt":
+        raise _Exit(f"the model file must end in .pt, got {out.name}")
+    if out.exists() and not (args.overwrite or args.resume):
+        raise _Exit(f"{out} exists: give --overwrite to replace it")
+    if not out.parent.is_dir():
+        raise _Exit(f"the folder {out.parent} does not exist")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = TrainConfig(steps=args.steps, batch=args.batch, patch=args.size, lr=args.lr,
+                      specimens=args.specimens, val_specimens=args.val_specimens, seed=args.seed,
+                      base=args.base, gan_weight=args.gan_weight, gan_start=args.gan_start,
+                      validate_every=args.validate_every)
+    bar = Progress(cfg.steps, "train restore")
+    last = {"loss": None}
+
+    def on_step(step: int, loss: float) -> None:
+        last["loss"] = loss
+        bar.update(step, loss)
+
+    def say(msg: str) -> None:
+        bar.finish()
+        print(msg, file=sys.stderr)
+
+    card = train_restore(out, cfg, resume=args.resume, device=resolve_device(args.device),
+                         progress=say, step_callback=on_step)
+    bar.finish()
+    if args.json:
+        _emit_json({"output": str(out), "card": str(out.with_suffix(".json")),
+                    "validation": card["validation"],
+                    "seconds": card["training"]["total_seconds"]})
+    return 0
+
+
 class _MethodNames:
     """The registry's method names, read only when argparse needs them (imports torch)."""
 
@@ -460,6 +500,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_align)
+
+    p = sub.add_parser("train", help="train a network on the package's simulator")
+    tsub = p.add_subparsers(dest="model", required=True)
+    t = tsub.add_parser("restore", help="the missing-wedge restoration network of --method restore")
+    t.add_argument("-o", "--output", required=True, help="model file (.pt); its card goes to .json")
+    t.add_argument("--steps", type=int, default=6000, help="optimiser steps (default 6000)")
+    t.add_argument("--batch", type=int, default=16)
+    t.add_argument("--size", type=int, default=64, metavar="PX", help="training patch size")
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--specimens", "--samples", type=int, default=240,
+                   help="simulated training specimens (each gives its slices)")
+    t.add_argument("--val-specimens", type=int, default=16)
+    t.add_argument("--base", choices=["sirt", "wbp"], default="sirt")
+    t.add_argument("--gan-weight", type=float, default=0.0,
+                   help="weight of the RaLSGAN loss (0: L1 only)")
+    t.add_argument("--gan-start", type=int, default=0, metavar="STEP")
+    t.add_argument("--validate-every", type=int, default=1000, metavar="STEPS")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--threads", type=int, metavar="N", help="torch threads (default: torch's)")
+    t.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    t.add_argument("--resume", action="store_true", help="continue from OUTPUT.ckpt")
+    t.add_argument("--overwrite", action="store_true")
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=cmd_train)
 
     p = sub.add_parser("methods", help="list reconstruction methods and their parameters")
     p.add_argument("--json", action="store_true")

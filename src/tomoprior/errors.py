@@ -20,6 +20,7 @@ __all__ = [
     "FormatError",
     "GeometryError",
     "MethodUnavailable",
+    "ModelError",
     "ParameterError",
     "TomopriorError",
     "is_out_of_memory",
@@ -48,6 +49,10 @@ class FormatError(TomopriorError, OSError):
 
 class MethodUnavailable(TomopriorError, NotImplementedError):
     """The requested reconstruction method or device is not available."""
+
+
+class ModelError(TomopriorError, ValueError):
+    """A trained model file is missing, corrupt or does not fit this version."""
 
 
 class ParameterError(TomopriorError, ValueError, TypeError):

@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_METHODS", "HELDOUT", "ComparisonWidget", "grid_of"]
 
-DEFAULT_METHODS = ("sirt", "cstv", "diptv")
+DEFAULT_METHODS = ("sirt", "cstv", "restore", "diptv")
 HELDOUT = 0.05
 SEED = 0
 NO_REFERENCE = "none"

@@ -9,7 +9,9 @@ from ..errors import DataError, GeometryError
 from ..operators.base import Projector
 from ..step import last_step
 
-__all__ = ["as_tensor", "init_volume", "masked_residual_norm", "release", "snapshot"]
+__all__ = [
+    "as_tensor", "init_volume", "masked_residual_norm", "release", "robust_scale", "snapshot",
+]
 
 
 def as_tensor(y: torch.Tensor | np.ndarray, A: Projector, what: str = "tilt series") -> torch.Tensor:
@@ -100,3 +102,13 @@ def validation_split(
 
     held = torch.from_numpy(heldout_mask(tuple(shape), fraction=fraction, seed=seed)).to(like.device)
     return (~held).to(like.dtype), held.to(like.dtype)
+
+
+def robust_scale(volume: np.ndarray) -> float:
+    """The 99.5th percentile of a volume (its largest value if that is not positive)."""
+    flat = np.asarray(volume, np.float32).ravel()
+    flat = flat[:: max(1, flat.size // 2_000_000)]
+    c = float(np.percentile(flat, 99.5))
+    if not c > 0:
+        c = float(np.abs(flat).max())
+    return c if c > 0 else 1.0

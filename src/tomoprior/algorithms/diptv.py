@@ -63,9 +63,11 @@ import torch.nn.functional as F
 from ..errors import ParameterError
 from ..operators.base import Projector
 from ..step import ResumeState, Step
-from ._common import quick_sirt
+from ._common import quick_sirt, robust_scale
 from ._declare import Param, method
+from ._dip_pretrained import PretrainedGenerator
 from ._driver import Problem, Report, Solver, iterate
+from ._restore_model import RestoreModel, load_model
 from ._tv import tv_norm
 from ._unet import SkipNet
 
@@ -170,14 +172,16 @@ class DIPOptions:
     val_fraction: float
     ema: float
     amp: bool
+    init: str = "warm"
+    model: str = ""
 
 
 class _DIPTV(Solver):
     label = "DIP-TV"
     hint = "lower the learning rate 'lr'"
 
-    def __init__(self, opts: DIPOptions, total: int) -> None:
-        self.o, self.total = opts, total
+    def __init__(self, opts: DIPOptions, total: int, model: RestoreModel | None) -> None:
+        self.o, self.total, self.model = opts, total, model
 
     # -- set-up -------------------------------------------------------------------------
     def _data(self, p: Problem, scale: float) -> None:
@@ -188,13 +192,19 @@ class _DIPTV(Solver):
     def setup(self, p: Problem, x0: Any, start: int) -> Iterator[Step]:
         sirt_vol, scale = quick_sirt(p.A, p.y, p.mask)
         self._data(p, scale)
-        warm_vol, lam = yield from self._warm_start(x0, sirt_vol, start)
+        pretrained = self.o.init == "pretrained"
+        if pretrained:  # the network's input: the base reconstruction it was trained on
+            its = int(self.model.card.get("input", {}).get("base_iterations", 100))
+            warm_vol, lam = yield from self._warm_start(None, sirt_vol, start, "sirt", its)
+        else:
+            warm_vol, lam = yield from self._warm_start(x0, sirt_vol, start)
         warm = warm_vol is not None
         base = (warm_vol / scale).float() if warm else torch.full(
             p.A.domain_shape, float(sirt_vol.mean() / scale), device=p.device)
         self.config = {"mode": self.o.mode, "channels": list(self.o.channels),
                        "in_channels": self.o.in_channels, "lam": float(lam), "warm": warm,
-                       "base": base}
+                       "base": base, "init": self.o.init,
+                       "base_scale": robust_scale(base.cpu().numpy()) if pretrained else 1.0}
         self._build(start)
         self.best = (math.inf, None, start)
         if self.val is not None:  # the starting point is a candidate too
@@ -203,7 +213,8 @@ class _DIPTV(Solver):
 
     def restore(self, p: Problem, state: Mapping[str, Any], start: int) -> None:
         self._data(p, float(state["scale"]))
-        self.config = {k: state[k] for k in ("mode", "channels", "in_channels", "lam", "warm")}
+        keys = ("mode", "channels", "in_channels", "lam", "warm", "init", "base_scale")
+        self.config = {k: state[k] for k in keys}
         self.config["base"] = state["base"].to(p.device)
         self._build(start)
         self.net.load_state_dict(state["net"])
@@ -217,8 +228,11 @@ class _DIPTV(Solver):
     def _build(self, start: int) -> None:
         c, o, dev = self.config, self.o, self.p.device
         self.lam = float(c["lam"])
-        self.gen = _Generator(c["base"], c["mode"], tuple(c["channels"]), int(c["in_channels"]),
-                              dev, self.p.seed, bool(c["warm"]))
+        if c["init"] == "pretrained":
+            self.gen = PretrainedGenerator(c["base"], self.model, c["base_scale"], dev)
+        else:
+            self.gen = _Generator(c["base"], c["mode"], tuple(c["channels"]),
+                                  int(c["in_channels"]), dev, self.p.seed, bool(c["warm"]))
         self.net = self.gen.net
         ny = self.p.A.range_shape[1]
         self.train_w = torch.ones_like(self.yn) if self.train is None else self.train
@@ -232,7 +246,8 @@ class _DIPTV(Solver):
         self.avg: torch.Tensor | None = None
         self.val_loss: float | None = None
 
-    def _warm_start(self, x0: Any, sirt_vol: torch.Tensor, start: int):
+    def _warm_start(self, x0: Any, sirt_vol: torch.Tensor, start: int,
+                    warm_start: str | None = None, iterations: int | None = None):
         """Warm-start volume (data units, or None for a flat start) and the TV weight to use.
 
         CS-TV runs on the training pixels only, so the held-out pixels stay unseen.
@@ -243,7 +258,9 @@ class _DIPTV(Solver):
         o, p = self.o, self.p
         auto = o.lam == "auto"
         lam = o.lam
-        its = max(1, int(o.warm_iterations))
+        kind = warm_start or o.warm_start
+        cs_its = max(1, int(o.warm_iterations))
+        its = max(1, int(iterations or cs_its))
         every = max(1, its // 10)
         vol = None if x0 is None else p.start_volume(x0)
 
@@ -253,22 +270,22 @@ class _DIPTV(Solver):
                         phase="warm start", heldout=st.heldout,
                         extras={"warm_iteration": st.iteration, **extras})
 
-        if vol is None and o.warm_start == "sirt":
+        if vol is None and kind == "sirt":
             last = None
             for last in sirt(p.A, p.y, iterations=its, every=every, mask=self.train):
                 yield shown(last)
             vol = torch.from_numpy(last.volume).to(device=p.device, dtype=p.A.dtype)
-        if auto or (vol is None and o.warm_start == "cstv"):
+        if auto or (vol is None and kind == "cstv"):
             last = None
             # the mean-square rule: on data no volume fits it picks a stronger lambda than the
             # median, and the network, started from a weaker one, fits the inconsistency
-            for last in cstv(p.A, p.y, iterations=its, lam=lam, lam_rule="mean square",
-                             every=every, mask=self.train, val_fraction=max(o.val_fraction, 0.01),
+            for last in cstv(p.A, p.y, iterations=cs_its, lam=lam, lam_rule="mean square",
+                             every=max(1, cs_its // 10), mask=self.train, val_fraction=max(o.val_fraction, 0.01),
                              seed=p.seed):
                 yield shown(last, lam=last.extras.get("lam"))
             if auto:
                 lam = float(last.extras["lam"])
-            if vol is None and o.warm_start == "cstv":
+            if vol is None and kind == "cstv":
                 vol = torch.from_numpy(last.volume).to(device=p.device, dtype=p.A.dtype)
         return vol, lam
 
@@ -358,6 +375,11 @@ class _DIPTV(Solver):
         Param("ema", "Average decay", "Moving average of snapshots for the live view",
               min=0.0, max=0.9999, advanced=True),
         Param("amp", "Mixed precision", "bfloat16 network on CUDA", advanced=True),
+        Param("init", "Network start", "warm: an untrained network on the warm start; "
+              "pretrained: the trained restoration network on a SIRT base",
+              choices=("warm", "pretrained")),
+        Param("model", "Model file", "Restoration model for init=pretrained (empty: the "
+              "shipped one)", advanced=True),
     ),
     citation="Ulyanov et al., CVPR 2018; Baguer et al., Inverse Problems 36 (2020) 094004",
 )
@@ -383,6 +405,8 @@ def diptv(
     batch_slices: int = 16,
     ema: float = 0.7,
     amp: bool = True,
+    init: str = "warm",
+    model: str = "",
 ) -> Iterator[Step]:
     """DIP-TV reconstruction as a generator of :class:`~tomoprior.step.Step`.
 
@@ -425,6 +449,15 @@ def diptv(
         Decay, per snapshot, of the moving average shown while running.
     amp : bool
         bfloat16 autocast for the network on CUDA (ignored on the CPU).
+    init : "warm" or "pretrained"
+        ``"warm"``: an untrained network whose output starts at the warm
+        start. ``"pretrained"``: the trained restoration network (``model``)
+        with the slices of a SIRT base reconstruction as its input, so the
+        first output is ``restore``'s result; fitting then makes it
+        consistent with the data (``warm_start``, ``mode``, ``channels`` and
+        ``in_channels`` do not apply).
+    model : str
+        Restoration model file for ``init="pretrained"`` (empty: the shipped one).
 
     Yields
     ------
@@ -439,7 +472,11 @@ def diptv(
     """
     opts = DIPOptions(lam=lam, lr=lr, warm_start=warm_start, warm_iterations=warm_iterations,
                       mode=mode, channels=parse_channels(channels), in_channels=in_channels,
-                      batch_slices=batch_slices, val_fraction=val_fraction, ema=ema, amp=amp)
+                      batch_slices=batch_slices, val_fraction=val_fraction, ema=ema, amp=amp,
+                      init=init, model=model)
+    if init == "pretrained" and mode != "2d":
+        raise ParameterError("init='pretrained' needs mode='2d' (the trained network is 2D)")
     problem = Problem.build(A, y, mask, seed)
-    return iterate(_DIPTV(opts, start + iterations), problem, name="diptv",
+    net = load_model(model or None, A.device) if init == "pretrained" else None
+    return iterate(_DIPTV(opts, start + iterations, net), problem, name="diptv",
                    iterations=iterations, every=every, start=start, x0=x0, resume=resume)

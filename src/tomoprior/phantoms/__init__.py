@@ -31,6 +31,7 @@ from collections.abc import Callable
 from ..errors import MethodUnavailable
 from ._base import Phantom
 from ._generic import blobs, phantom_faces, shepp_logan_3d, sparse_spheres
+from ._pairs import PairRanges, restoration_pairs, simulate_specimen
 from ._pt import CONTRAST_SUPPORT_LEVEL, pt_on_carbon
 from ._render import downsample_volume
 from ._simulate import diffraction_factors, random_drift, simulate
@@ -38,6 +39,7 @@ from ._simulate import diffraction_factors, random_drift, simulate
 __all__ = [
     "CONTRAST_SUPPORT_LEVEL",
     "PHANTOMS",
+    "PairRanges",
     "Phantom",
     "blobs",
     "diffraction_factors",
@@ -46,8 +48,10 @@ __all__ = [
     "phantom_faces",
     "pt_on_carbon",
     "random_drift",
+    "restoration_pairs",
     "shepp_logan_3d",
     "simulate",
+    "simulate_specimen",
     "sparse_spheres",
 ]
 

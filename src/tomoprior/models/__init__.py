@@ -1,0 +1,15 @@
+"""Trained networks shipped with the package, each with its model card.
+
+``restore_default.pt`` is the missing-wedge restoration network of the
+``restore`` method (and DIP-TV's ``init="pretrained"``); its card, training
+command and validation table are in ``docs/models/restore_default.md``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["DEFAULT_RESTORE_MODEL", "MODEL_DIR"]
+
+MODEL_DIR = Path(__file__).resolve().parent
+DEFAULT_RESTORE_MODEL = MODEL_DIR / "restore_default.pt"
