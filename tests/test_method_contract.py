@@ -185,6 +185,10 @@ def test_resume_continues_exactly(name, problem):
     assert second[-1].iteration == one.iteration == 2 * n
     np.testing.assert_allclose(second[-1].volume, one.volume, rtol=1e-5,
                                atol=1e-6 * float(np.abs(one.volume).max()))
+    # the state survives its use (numbering continues from it without start=)
+    again = list(METHODS[name].function(A, y, iterations=n, every=n, resume=first.resume, **kw))
+    assert again[-1].iteration == 2 * n
+    np.testing.assert_array_equal(again[-1].volume, second[-1].volume)
 
 
 @pytest.mark.parametrize("name", [n for n in NAMES if METHODS[n].capabilities.resumable])

@@ -387,7 +387,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise _Exit(f"{out} exists: give --overwrite to replace it")
     if not out.parent.is_dir():
         raise _Exit(f"the folder {out.parent} does not exist")
-    if args.threads:
+    if args.threads is not None:
+        if args.threads < 1:
+            raise _Exit(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     cfg = TrainConfig(steps=args.steps, batch=args.batch, patch=args.size, lr=args.lr,
                       specimens=args.specimens, val_specimens=args.val_specimens, seed=args.seed,

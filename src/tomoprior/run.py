@@ -95,13 +95,16 @@ def _check_series(series: Any) -> None:
 def _parse_slices(slices: Any) -> tuple[int | None, int | None] | None:
     if slices is None or slices == "" or slices == ":":
         return None
-    if isinstance(slices, str):
-        a, sep, b = slices.partition(":")
-        if not sep:
-            raise GeometryError(f"slices must look like A:B, got {slices!r}")
-        return (int(a) if a.strip() else None, int(b) if b.strip() else None)
-    a, b = slices
-    return (None if a is None else int(a), None if b is None else int(b))
+    try:
+        if isinstance(slices, str):
+            a, sep, b = slices.partition(":")
+            if not sep:
+                raise ValueError(slices)
+            return (int(a) if a.strip() else None, int(b) if b.strip() else None)
+        a, b = slices
+        return (None if a is None else int(a), None if b is None else int(b))
+    except (TypeError, ValueError):
+        raise GeometryError(f"slices must look like A:B (whole numbers), got {slices!r}") from None
 
 
 def _is_dask(a: Any) -> bool:
@@ -523,22 +526,36 @@ def run(
         tilt_series, geometry, tilt_range=tilt_range, increment=increment, bin=bin,
         slices=slices, thickness=thickness,
     )
-    its = m.default_iterations if iterations is None else int(iterations)
-    if its < 0:
-        raise ParameterError(f"iterations must be >= 0, got {its}")
-    ev = m.default_every if every is None else max(1, int(every))
-    ov = (0 if caps.separable else 8) if overlap is None else max(0, int(overlap))
+    its = m.default_iterations if iterations is None else _whole("iterations", iterations, 0)
+    ev = m.default_every if every is None else _whole("every", every, 1)
+    start = _whole("start", start, 0)
+    if chunk is not None:
+        chunk = _whole("chunk", chunk, 1)
+    ov = (0 if caps.separable else 8) if overlap is None else _whole("overlap", overlap, 0)
     if resume is not None and not caps.resumable:
         raise ParameterError(f"{m.label} cannot resume a run")
     if resume is not None and chunk:
         raise ParameterError("resume continues a single-slab run: it cannot be combined with chunk")
     rec = Reconstruction(
         m, prepared, params=resolved, iterations=its, every=ev, device=resolve_device(device),
-        backend=backend, x0=x0, start=int(start), heldout=heldout, seed=seed, chunk=chunk,
+        backend=backend, x0=x0, start=start, heldout=heldout, seed=seed, chunk=chunk,
         overlap=ov, source=source,
     )
     rec.resume_state = resume
     return rec
+
+
+def _whole(name: str, value: Any, low: int) -> int:
+    """``value`` as a whole number ``>= low``, or a ParameterError naming it."""
+    try:
+        out = int(value)
+        if out != float(value) or isinstance(value, bool):
+            raise ValueError(value)
+    except (TypeError, ValueError):
+        raise ParameterError(f"{name} must be a whole number, got {value!r}") from None
+    if out < low:
+        raise ParameterError(f"{name} must be >= {low}, got {out}")
+    return out
 
 
 def reconstruct(method: str, tilt_series: Any, geometry: TiltGeometry, **kwargs: Any):

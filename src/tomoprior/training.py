@@ -67,6 +67,8 @@ class TrainConfig:
             raise ParameterError(f"patch must be a multiple of 8 and >= 16, got {self.patch}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ParameterError(f"lr must be a positive number, got {self.lr}")
+        if self.validate_every < 1 or self.checkpoint_every < 1:
+            raise ParameterError("validate_every and checkpoint_every must be >= 1")
         if self.base not in ("sirt", "wbp"):
             raise ParameterError(f"base must be sirt or wbp, got {self.base!r}")
         if self.gan_weight < 0 or not math.isfinite(self.gan_weight):
@@ -193,14 +195,20 @@ def train_restore(
     if resume:
         if not ckpt.is_file():
             raise ModelError(f"no checkpoint to resume from: {ckpt}")
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
-        _check_resumable(state, cfg)
-        net.load_state_dict(state["net"])
-        opt.load_state_dict(state["opt"])
-        sched.load_state_dict(state["sched"])
-        disc.load_state_dict(state["disc"])
-        d_opt.load_state_dict(state["d_opt"])
-        step, log = state["step"], state["log"]
+        try:
+            state = torch.load(ckpt, map_location="cpu", weights_only=True)
+            _check_resumable(state, cfg)
+            net.load_state_dict(state["net"])
+            opt.load_state_dict(state["opt"])
+            sched.load_state_dict(state["sched"])
+            disc.load_state_dict(state["disc"])
+            d_opt.load_state_dict(state["d_opt"])
+            step, log = int(state["step"]), list(state["log"])
+        except ParameterError:
+            raise
+        except Exception as exc:  # truncated, foreign or damaged checkpoint
+            raise ModelError(f"{ckpt.name} is not a usable checkpoint ({type(exc).__name__}); "
+                             "delete it to start afresh") from None
     train = _specimens(FIRST_SEED + 1_000_000 * cfg.seed, cfg.specimens, cfg, progress)
     valid = _specimens(FIRST_SEED + 1_000_000 * (cfg.seed + 1), cfg.val_specimens, cfg, progress)
     batches = _Batches(train, cfg)

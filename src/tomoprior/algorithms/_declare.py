@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -127,6 +128,8 @@ class Param:
                 raise TypeError(text)
             return float(text)
         if kind is str and not isinstance(text, str) and self.choices is None:
+            if isinstance(text, os.PathLike):  # a model file given as a Path
+                return os.fspath(text)
             if isinstance(text, (tuple, list)):  # e.g. DIP-TV's channels given as a sequence
                 return ",".join(str(v) for v in text)
             raise TypeError(text)

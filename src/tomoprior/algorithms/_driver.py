@@ -153,12 +153,15 @@ def iterate(
 ) -> Iterator[Step]:
     """Drive ``solver`` for ``iterations`` iterations, yielding Steps (see module notes)."""
     every = max(1, int(every))
+    if resume is not None and start == 0:  # numbering continues where the state was taken
+        start = int(resume.iteration)
     total = start + iterations
     resumable = type(solver).state is not Solver.state
     try:
         if resume is not None:
             data = _check_resume(resume, name, solver.label, tuple(problem.A.domain_shape))
-            solver.restore(problem, data, start)
+            # a deep copy: the caller's state must survive the run (optimisers update in place)
+            solver.restore(problem, cpu_state(data), start)
         else:
             yield from solver.setup(problem, x0, start)
         ks = range(1, iterations + 1) if iterations > 0 else (0,)
@@ -170,7 +173,7 @@ def iterate(
                         f"{solver.label} diverged at iteration {start + k} (the loss is not "
                         f"finite): {solver.hint}")
             last = k == ks[-1]
-            if k % every and not last:
+            if (start + k) % every and not last:  # snapshots at multiples of every
                 continue
             r = solver.report(start + k, last)
             vol = snapshot(r.volume)

@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..errors import ParameterError
 from ..operators.base import Projector
 from ..step import ResumeState, Step
 from ._common import estimate_scale, snapshot, validation_split
@@ -160,8 +161,13 @@ class _CSTV(Solver):
 
     def restore(self, p: Problem, state: Mapping[str, Any], start: int) -> None:
         self.p = p
-        self.scale, self.lam = float(state["scale"]), float(state["lam"])
+        self.scale = float(state["scale"])
         self.yn = p.y / self.scale
+        if self.lam != "auto" and float(self.lam) != float(state["lam"]):
+            raise ParameterError(f"the resume state has lam={float(state['lam']):g}; a resumed run "
+                                 f"keeps it (got lam={self.lam})")
+        self.lam = float(state["lam"])
+        self.restored_solver = state["solver"]
         self._start(state["x"].to(device=p.A.device, dtype=p.A.dtype).clone(), state["solver"])
 
     def _start(self, x: torch.Tensor, solver_state: dict | None) -> None:
@@ -181,10 +187,11 @@ class _CSTV(Solver):
             loss, data, tv = cstv_objective(self.p.A, self.x, self.yn, self.lam_eff, self.p.mask)
             extras.update(data=data, tv=tv,
                           **{n: v for n, v in self.info.items() if n != "state"})
-        return Report(self.x * self.scale, loss, search=tuple(self.search), extras=extras)
+        return Report(self.x * self.scale, loss, search=tuple(dict(r) for r in self.search),
+                      extras=extras)
 
     def state(self) -> dict[str, Any]:
-        solver = self.info.get("state")
+        solver = self.info.get("state") or getattr(self, "restored_solver", None)
         if solver is None:  # no iteration ran: continue from the start of the solver
             solver = {"p": torch.zeros_like(self.yn), "q": self.x.new_zeros((3, *self.x.shape)),
                       "alpha": 0.5, "tau": 0.99 / (self.p.A.norm() * 2**0.5),
@@ -223,7 +230,7 @@ class _CSTV(Solver):
             if score < best[0]:
                 best = (score, lam, x.clone())
             yield Step(iteration=start, volume=snapshot(x * self.scale), phase="lambda search",
-                       heldout=val, search=tuple(self.search),
+                       heldout=val, search=tuple(dict(r) for r in self.search),
                        extras={"lam": lam, "val_median_abs": mad, "candidate": i + 1,
                                "candidates": len(grid)})
         return best[1], best[2]

@@ -212,6 +212,11 @@ class _DIPTV(Solver):
             self.best = (self._val_error(self.p.A(x_start) - self.yn), x_start, start)
 
     def restore(self, p: Problem, state: Mapping[str, Any], start: int) -> None:
+        for key in ("seed", "val_fraction"):  # they decide the held-out split and the input
+            now = p.seed if key == "seed" else self.o.val_fraction
+            if state[key] != now:
+                raise ParameterError(f"the resume state has {key}={state[key]}; a resumed run "
+                                     f"keeps it (got {key}={now})")
         self._data(p, float(state["scale"]))
         keys = ("mode", "channels", "in_channels", "lam", "warm", "init", "base_scale")
         self.config = {k: state[k] for k in keys}
@@ -345,7 +350,8 @@ class _DIPTV(Solver):
                       extras=extras)
 
     def state(self) -> dict[str, Any]:
-        return {**self.config, "scale": self.scale, "net": self.net.state_dict(),
+        return {**self.config, "scale": self.scale, "seed": self.p.seed,
+                "val_fraction": self.o.val_fraction, "net": self.net.state_dict(),
                 "opt": self.opt.state_dict(), "avg": self.avg, "best": self.best,
                 "val": self.val_loss, "order": self.order.get_state()}
 
@@ -477,6 +483,8 @@ def diptv(
     if init == "pretrained" and mode != "2d":
         raise ParameterError("init='pretrained' needs mode='2d' (the trained network is 2D)")
     problem = Problem.build(A, y, mask, seed)
+    if resume is not None and isinstance(resume, ResumeState):
+        init = str(resume.data.get("init", init))  # a resumed run keeps its network
     net = load_model(model or None, A.device) if init == "pretrained" else None
     return iterate(_DIPTV(opts, start + iterations, net), problem, name="diptv",
                    iterations=iterations, every=every, start=start, x0=x0, resume=resume)

@@ -502,7 +502,7 @@ def render_projections(
     Parameters
     ----------
     model : INRModel
-        From the last Step of :func:`inr` (``step.extras["model"]``).
+        From the last Step of :func:`inr` (``step.model``).
     angles : degrees
         Any tilt angles, measured or not (e.g. to fill the missing wedge or
         interpolate between tilts).
