@@ -241,3 +241,13 @@ def test_cli_train_writes_model_and_card(tmp_path, capsys):
     assert res["output"] == str(out) and out.is_file() and "all" in res["validation"]
     assert main(["train", "restore", "-o", str(out), "--steps", "2"]) == 2
     assert "exists" in capsys.readouterr().err
+    assert main(["train", "restore", "-o", str(tmp_path / "m.txt")]) == 2
+    assert main(["train", "restore", "-o", str(tmp_path / "no" / "m.pt")]) == 2
+
+
+def test_epochs_set_the_steps(tmp_path):
+    cfg = TrainConfig(epochs=0.5, batch=4, patch=32, channels=(8, 16), specimens=1,
+                      val_specimens=1, ranges=SMALL)
+    card = train_restore(tmp_path / "e.pt", cfg)
+    slices = card["training"]["slices"]
+    assert card["training"]["steps"] == -(-slices // 8) and card["training"]["epochs"] == 0.5

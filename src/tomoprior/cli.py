@@ -391,7 +391,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.threads < 1:
             raise _Exit(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    cfg = TrainConfig(steps=args.steps, batch=args.batch, patch=args.size, lr=args.lr,
+    cfg = TrainConfig(steps=args.steps, epochs=args.epochs, batch=args.batch, patch=args.size, lr=args.lr,
                       specimens=args.specimens, val_specimens=args.val_specimens, seed=args.seed,
                       base=args.base, gan_weight=args.gan_weight, gan_start=args.gan_start,
                       validate_every=args.validate_every)
@@ -399,6 +399,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     last = {"loss": None}
 
     def on_step(step: int, loss: float) -> None:
+        bar.total = cfg.steps  # with --epochs the steps are known once the data exist
         last["loss"] = loss
         bar.update(step, loss)
 
@@ -508,6 +509,8 @@ def build_parser() -> argparse.ArgumentParser:
     t = tsub.add_parser("restore", help="the missing-wedge restoration network of --method restore")
     t.add_argument("-o", "--output", required=True, help="model file (.pt); its card goes to .json")
     t.add_argument("--steps", type=int, default=6000, help="optimiser steps (default 6000)")
+    t.add_argument("--epochs", type=float, default=0.0,
+                   help="passes over the training slices instead of --steps")
     t.add_argument("--batch", type=int, default=16)
     t.add_argument("--size", type=int, default=64, metavar="PX", help="training patch size")
     t.add_argument("--lr", type=float, default=1e-3)

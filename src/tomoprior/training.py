@@ -46,6 +46,7 @@ class TrainConfig:
     """Everything that determines a trained model (recorded in its card)."""
 
     steps: int = 6000
+    epochs: float = 0.0  # > 0: steps follow from passes over the training slices
     batch: int = 16
     patch: int = 64
     lr: float = 1e-3
@@ -61,6 +62,8 @@ class TrainConfig:
     ranges: dict = field(default_factory=dict)  # overrides of PairRanges (small tests)
 
     def check(self) -> None:
+        if self.epochs < 0 or not math.isfinite(self.epochs):
+            raise ParameterError(f"epochs must be >= 0, got {self.epochs}")
         if self.steps < 1 or self.batch < 1 or self.specimens < 1 or self.val_specimens < 1:
             raise ParameterError("steps, batch, specimens and val_specimens must be >= 1")
         if self.patch < 16 or self.patch % 8:
@@ -152,7 +155,7 @@ def _check_resumable(state: dict, cfg: TrainConfig) -> None:
     started = then["gan_weight"] > 0 and state["step"] > then["gan_start"]
     if gan_changed and (started or (now["gan_weight"] > 0 and now["gan_start"] < state["step"])):
         raise ParameterError("the GAN options can change on resume only before the GAN term starts")
-    if now["steps"] != then["steps"]:
+    if now["steps"] != then["steps"] and not now["epochs"]:
         raise ParameterError("--steps must stay as it was (the learning-rate schedule follows it)")
 
 
@@ -212,10 +215,13 @@ def train_restore(
     train = _specimens(FIRST_SEED + 1_000_000 * cfg.seed, cfg.specimens, cfg, progress)
     valid = _specimens(FIRST_SEED + 1_000_000 * (cfg.seed + 1), cfg.val_specimens, cfg, progress)
     batches = _Batches(train, cfg)
+    if cfg.epochs:
+        cfg.steps = max(1, math.ceil(cfg.epochs * len(batches.pairs) / cfg.batch))
     if resume:
         batches.rng.bit_generator.state = state["batch_rng"]
         torch.set_rng_state(state["torch_rng"])
-    progress(f"{len(batches.pairs)} training slices from {len(train)} specimens")
+    progress(f"{len(batches.pairs)} training slices from {len(train)} specimens; "
+             f"{cfg.steps} steps")
     t_train = time.perf_counter()
     net.train()
     while step < cfg.steps:

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from ..operators.base import Projector
-from ..step import Step
+from ..step import Step, last_step
 from ._common import robust_scale
 from ._declare import Param, method
 from ._driver import Problem, Report, Solver, iterate
@@ -50,14 +50,13 @@ class _Restore(Solver):
         if self.base == "wbp":
             from .wbp import wbp
 
-            self.x = torch.from_numpy(next(iter(wbp(p.A, p.y))).volume).to(p.device, p.A.dtype)
+            self.x = torch.from_numpy(last_step(wbp(p.A, p.y)).volume).to(p.device, p.A.dtype)
         else:
             from .sirt import _SIRT
 
             self.sirt = _SIRT(1.0, True)
             yield from self.sirt.setup(p, None, start)
         self.phase = "base"
-        return
 
     def update(self, k: int) -> float | None:
         if self.base == "wbp":
