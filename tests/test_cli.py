@@ -96,7 +96,7 @@ def test_angles_from_start_step(tmp_path, small_series, capsys):
         ("badext", "unknown extension"),
         ("mismatch", "angle"),
         ("nan", "NaN"),
-        ("samefile", "must differ"),
+        ("samefile", "would overwrite the input"),
         ("badparam", "relaxation"),
         ("unknownparam", "no parameter 'relaxaton'"),
         ("nanparam", "finite"),
@@ -256,3 +256,81 @@ def test_align_then_reconstruct(tmp_path, capsys):
     assert main(["reconstruct", str(src), "-o", str(vol), "--method", "sirt", "--iterations", "5",
                  "--align", "--json"]) == 0
     assert _json_tail(capsys.readouterr().out)["iterations"] == 5
+
+
+# -- never lose a user's data ------------------------------------------------------------------
+def _reconstruct(src, out, *extra):
+    return main(["reconstruct", str(src), "-o", str(out), "--method", "sirt", "--iterations", "2",
+                 *extra])
+
+
+def test_hard_link_to_the_input_is_refused(series_file, tmp_path, capsys):
+    path, series, _ = series_file
+    link = tmp_path / "vol.tif"
+    link.hardlink_to(path)
+    before = path.read_bytes()
+    assert _reconstruct(path, link, "--overwrite") == 2
+    assert "would overwrite the input" in capsys.readouterr().err
+    assert path.read_bytes() == before
+    sym = tmp_path / "sym.tif"
+    sym.symlink_to(path)
+    assert _reconstruct(path, sym, "--overwrite") == 2
+    assert path.read_bytes() == before
+
+
+def test_output_sidecar_never_replaces_the_inputs(tmp_path, small_series, capsys):
+    series, g, _ = small_series
+    src = tmp_path / "x.npy"
+    io.write_tilt_series(src, series, g)  # x.npy + x.json (pixel size, axis) + x.rawtlt
+    side = (tmp_path / "x.json").read_bytes()
+    assert _reconstruct(src, tmp_path / "x.mrc") == 2  # would write x.json
+    assert "would overwrite the input's x.json" in capsys.readouterr().err
+    assert (tmp_path / "x.json").read_bytes() == side and not (tmp_path / "x.mrc").exists()
+
+
+def test_existing_outputs_need_overwrite(series_file, tmp_path, capsys):
+    path, _, _ = series_file
+    out = tmp_path / "good.tif"
+    out.write_bytes(b"a user's good result")
+    assert _reconstruct(path, out) == 2
+    assert "exists" in capsys.readouterr().err and out.read_bytes() == b"a user's good result"
+    assert _reconstruct(path, out, "--overwrite") == 0
+    assert io.read(out).data.ndim == 3
+    sim = tmp_path / "good2.tif"
+    (tmp_path / "good2.rawtlt").write_text("1\n2\n")
+    assert main(["simulate", "blobs", "-o", str(sim), "--size", "16"]) == 2
+    assert (tmp_path / "good2.rawtlt").read_text() == "1\n2\n" and not sim.exists()
+
+
+@pytest.mark.parametrize("where", ["missing_folder", "bad_extension", "folder_itself"])
+def test_output_is_checked_before_any_computation(series_file, tmp_path, capsys, monkeypatch,
+                                                  where):
+    import tomoprior.run as run_module
+
+    path, _, _ = series_file
+    out = {"missing_folder": tmp_path / "nope" / "v.tif", "bad_extension": tmp_path / "v.png",
+           "folder_itself": tmp_path}[where]
+    monkeypatch.setattr(run_module, "run", lambda *a, **k: pytest.fail("computed first"))
+    assert _reconstruct(path, out, "--overwrite") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("tomoprior: error:")
+
+
+def test_interrupted_write_keeps_the_previous_file(series_file, tmp_path, monkeypatch):
+    """A write that dies half-way leaves the earlier result, not a fragment."""
+    from tomoprior.io import _write
+
+    path, _, _ = series_file
+    out = tmp_path / "v.mrc"
+    assert _reconstruct(path, out) == 0
+    before = out.read_bytes()
+    real = _write.write_mrc
+
+    def dies(tmp, data, **kw):
+        real(tmp, data[:1], **kw)  # part of the data on disk, then the process is stopped
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_write, "write_mrc", dies)
+    assert _reconstruct(path, out, "--overwrite") == 130
+    assert out.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

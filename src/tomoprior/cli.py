@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from ._atomic import write_text
 from .errors import is_user_error, user_message
 
 __all__ = ["main"]
@@ -108,6 +109,15 @@ def _parse_params(items: Sequence[str] | None) -> dict[str, str]:
     return out
 
 
+def _check_output(args: argparse.Namespace, allowed, what: str, companions=()) -> Path:
+    """Everything about the output that can be wrong, checked before reading or computing."""
+    from ._atomic import check_output
+
+    inputs = [p for p in (getattr(args, "path", None), getattr(args, "angles", None)) if p]
+    return check_output(args.output, allowed=tuple(allowed), what=what, companions=companions,
+                        inputs=inputs, overwrite=bool(getattr(args, "overwrite", False)))
+
+
 def _emit_json(obj: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(obj, default=_json_default) + "\n")
     sys.stdout.flush()
@@ -191,8 +201,10 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 
     m = get_method(args.method)
     out = Path(args.output)
-    if out.resolve() == Path(args.path).resolve():
-        raise _Exit("the output file must differ from the input file (it would be overwritten)")
+    companions = [] if out.suffix.lower() in (".tif", ".tiff") else [out.with_suffix(".json")]
+    if m.capabilities.learns_poses:
+        companions += [out.with_name(out.stem + "_alignment" + s) for s in (".xf", ".tlt", ".json")]
+    _check_output(args, io.VOLUME_EXTENSIONS, "volume", companions)
     f = _read(args)
     g = _geometry(f, args)
     data = f.data
@@ -276,6 +288,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from . import io, phantoms
     from .geometry import angles_from_range
 
+    out = Path(args.output)
+    truth_ext = out.suffix if out.suffix.lower() in io.VOLUME_EXTENSIONS else ".mrc"
+    truth_path = out.with_name(out.stem + "_truth" + truth_ext)
+    companions = [out.with_suffix(".rawtlt"), truth_path, out.with_name(out.stem + "_geometry.json")]
+    if out.suffix.lower() == ".npy":
+        companions.append(out.with_suffix(".json"))
+    if truth_path.suffix.lower() not in (".tif", ".tiff"):
+        companions.append(truth_path.with_suffix(".json"))
+    _check_output(args, io.TILT_SERIES_EXTENSIONS, "tilt series", companions)
     angles = angles_from_range(args.tilt_range[0], args.tilt_range[1], args.tilt_step)
     ss = max(1, int(args.supersample))
     ph = phantoms.make_phantom(args.name, size=args.size, seed=args.seed, supersample=ss)
@@ -285,10 +306,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         shifts=args.misalign if args.misalign else None, axis_error=args.axis_error,
         supersample=ss, seed=args.seed, pixel_size=args.pixel_size,
     )
-    out = Path(args.output)
-    io.write_tilt_series(out, series, geom)
     truth = ph.binned(ss) if ss > 1 else ph
-    vol_path = out.with_name(out.stem + "_truth" + out.suffix)
+    vol_path = truth_path
+    io.write_tilt_series(out, series, geom)
     io.write_volume(vol_path, truth.volume, pixel_size=args.pixel_size,
                     provenance={"phantom": args.name, "size": args.size, "seed": args.seed})
     geom_path = out.with_name(out.stem + "_geometry.json")
@@ -302,7 +322,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         "geometry": geom.to_dict(),
         "drift": (-np.asarray(geom.shifts)).tolist(),
     }
-    geom_path.write_text(json.dumps(true, indent=1))
+    write_text(geom_path, json.dumps(true, indent=1))
     print(f"wrote {out} {series.shape}, {vol_path.name}, {geom_path.name}", file=sys.stderr)
     if args.json:
         _emit_json({"series": str(out), "truth": str(vol_path), "geometry": str(geom_path),
@@ -315,8 +335,8 @@ def cmd_align(args: argparse.Namespace) -> int:
     from .alignment import align_series, aligned_geometry, write_transforms
 
     out = Path(args.output)
-    if out.resolve() == Path(args.path).resolve():
-        raise _Exit("the output file must differ from the input file (it would be overwritten)")
+    companions = [out.with_suffix(s) for s in (".rawtlt", ".xf", ".tlt", ".json")]
+    _check_output(args, io.TILT_SERIES_EXTENSIONS, "aligned tilt series", companions)
     f = _read(args)
     g = _geometry(f, args)
     t0 = time.perf_counter()
@@ -381,12 +401,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .training import TrainConfig, train_restore
 
     out = Path(args.output)
-    if out.suffix != ".pt":
-        raise _Exit(f"the model file must end in .pt, got {out.name}")
-    if out.exists() and not (args.overwrite or args.resume):
-        raise _Exit(f"{out} exists: give --overwrite to replace it")
-    if not out.parent.is_dir():
-        raise _Exit(f"the folder {out.parent} does not exist")
+    from ._atomic import check_output
+
+    check_output(out, allowed=(".pt",), what="model", companions=[out.with_suffix(".json")],
+                 overwrite=args.overwrite or args.resume)
     if args.threads is not None:
         if args.threads < 1:
             raise _Exit(f"--threads must be >= 1, got {args.threads}")
@@ -471,6 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--align", action="store_true", help="align the series first")
     p.add_argument("--align-method", choices=["xcorr", "com", "pm"], default="xcorr",
                    help="alignment method with --align (default xcorr)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_reconstruct)
 
@@ -488,6 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--axis-error", type=float, default=0.0, metavar="DEG")
     p.add_argument("--supersample", type=int, default=2)
     p.add_argument("--pixel-size", type=float, default=None, metavar="NM")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_simulate)
 
@@ -501,6 +521,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bin", type=int, metavar="N", help="bin images for the correlation step")
     p.add_argument("--rounds", type=int, metavar="N", help="projection-matching rounds (pm)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_align)
 
@@ -546,9 +567,27 @@ EXIT_STATUS = """exit status:
   other  a bug in tomoprior: the traceback is printed; please report it"""
 
 
+def _terminate(signum, frame) -> None:  # SIGTERM ends like Ctrl-C: partial files are removed
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    import signal
+    import threading
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return _dispatch(args)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     try:
         return int(args.func(args) or 0)
     except _Exit as exc:

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
+from .._atomic import write_text
 from ..errors import DataError, FormatError, GeometryError
 from ..frames import nominal_axis
 from ..geometry import TiltGeometry, parse_tilt_axis
@@ -85,9 +86,9 @@ def write_transforms(base: str | Path, geometry: TiltGeometry, report: dict | No
         "report": report or {},
     }
     try:
-        paths[0].write_text("\n".join(xf_lines(geometry)) + "\n")
-        paths[1].write_text("\n".join(f"{a:9.3f}" for a in geometry.angles) + "\n")
-        paths[2].write_text(json.dumps(doc, indent=1, default=_json_default))
+        write_text(paths[0], "\n".join(xf_lines(geometry)) + "\n")
+        write_text(paths[1], "\n".join(f"{a:9.3f}" for a in geometry.angles) + "\n")
+        write_text(paths[2], json.dumps(doc, indent=1, default=_json_default))
     except OSError as exc:
         raise FormatError(f"cannot write the alignment files next to {base}: {exc}") from None
     return paths

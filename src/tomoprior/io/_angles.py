@@ -77,12 +77,9 @@ def read_angles(path: str | pathlib.Path) -> np.ndarray:
 
 def write_angles(path: pathlib.Path, angles: Sequence[float]) -> pathlib.Path:
     """Write one angle per line (the IMOD ``.rawtlt`` layout)."""
-    text = "".join(f"{float(a):.5f}\n" for a in angles)
-    try:
-        path.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise FormatError(f"cannot write {path}: {exc.strerror or exc}") from None
-    return path
+    from .._atomic import write_text
+
+    return write_text(path, "".join(f"{float(a):.5f}\n" for a in angles))
 
 
 def find_sidecar(

@@ -9,8 +9,6 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import FormatError
-
 #: key of the provenance block in TIFF metadata and JSON sidecars
 PROVENANCE_KEY = "tomoprior_provenance"
 
@@ -102,9 +100,6 @@ def read_json_sidecar(path: pathlib.Path) -> dict | None:
 
 def write_json_sidecar(path: pathlib.Path, content: dict) -> pathlib.Path:
     """Write ``content`` as JSON to ``<stem>.json``."""
-    side = json_sidecar(path)
-    try:
-        side.write_text(dumps(content) + "\n", encoding="utf-8")
-    except OSError as exc:
-        raise FormatError(f"cannot write {side}: {exc.strerror or exc}") from None
-    return side
+    from .._atomic import write_text
+
+    return write_text(json_sidecar(path), dumps(content) + "\n")

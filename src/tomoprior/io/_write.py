@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from .._atomic import replacing
 from ..errors import DataError, FormatError
 from ..geometry import TiltGeometry
 from ._angles import write_angles
@@ -40,6 +41,20 @@ def _target(path: str | pathlib.Path, allowed: tuple[str, ...], what: str) -> pa
     if not path.parent.is_dir():
         raise FormatError(f"cannot write {path.name}: the folder {path.parent} does not exist")
     return path
+
+
+def _atomically(path: pathlib.Path, writer, data: Any, **kwargs: Any) -> None:
+    """``writer(tmp, data, ...)`` into a temporary file that then replaces ``path``."""
+    try:
+        with replacing(path) as tmp:
+            try:
+                writer(tmp, data, **kwargs)
+            except FormatError as exc:  # name the user's file, not the temporary one
+                raise FormatError(str(exc).replace(str(tmp), str(path))) from None
+    except OSError as exc:
+        if isinstance(exc, FormatError):
+            raise
+        raise FormatError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def _check_free(paths: list[pathlib.Path], overwrite: bool) -> None:
@@ -102,12 +117,12 @@ def write_tilt_series(
     axis = None if geometry is None else geometry.tilt_axis
     if ext in _TIFF:
         angles = None if geometry is None else geometry.angles
-        write_tiff(path, series, pixel_size=pixel, angles=angles, tilt_axis=axis)
+        _atomically(path, write_tiff, series, pixel_size=pixel, angles=angles, tilt_axis=axis)
     elif ext in _MRC:
         labels = () if axis is None else (f"tomoprior tilt_axis={axis:g}",)
-        write_mrc(path, series, pixel_size_nm=pixel, labels=labels)
+        _atomically(path, write_mrc, series, pixel_size_nm=pixel, labels=labels)
     else:
-        write_npy(path, series)
+        _atomically(path, write_npy, series)
         if geometry is not None:
             write_json_sidecar(path, {"pixel_size": pixel, "pixel_unit": "nm", "tilt_axis": axis})
     if geometry is not None:
@@ -161,14 +176,14 @@ def write_volume(
     sidecar = ext not in _TIFF and (provenance is not None or (ext == ".npy" and pixel))
     _check_free([path, json_sidecar(path)] if sidecar else [path], overwrite)
     if ext in _TIFF:
-        write_tiff(path, volume, pixel_size=pixel, provenance=provenance)
+        _atomically(path, write_tiff, volume, pixel_size=pixel, provenance=provenance)
     elif ext in _MRC:
         labels = ("tomoprior volume",)
         if provenance is not None:
             labels += (f"tomoprior provenance in {json_sidecar(path).name}",)
-        write_mrc(path, volume, pixel_size_nm=pixel, volume=True, labels=labels)
+        _atomically(path, write_mrc, volume, pixel_size_nm=pixel, volume=True, labels=labels)
     else:
-        write_npy(path, volume)
+        _atomically(path, write_npy, volume)
     if sidecar:
         content: dict[str, Any] = {}
         if ext == ".npy" and pixel:
