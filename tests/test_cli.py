@@ -334,3 +334,46 @@ def test_interrupted_write_keeps_the_previous_file(series_file, tmp_path, monkey
     assert _reconstruct(path, out, "--overwrite") == 130
     assert out.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--bin", "0"], ["--bin", "-3"], ["--tilt-increment", "0"], ["--tilt-increment", "-10"],
+        ["--heldout", "-1"], ["--heldout", "nan"], ["--iterations", "x"], ["--every", "0"],
+        ["--tilt-range", "60", "-60"], ["--thickness", "100000"], ["--param", "lam=nan"],
+        ["--param", "lam=inf"], ["--chunk", "0"],
+    ],
+    ids=lambda a: " ".join(a),
+)
+def test_bad_numbers_are_refused_in_one_line(series_file, tmp_path, capsys, args):
+    path, _, _ = series_file
+    rc = _rc(["reconstruct", str(path), "-o", str(tmp_path / "v.tif"), "--method", "cstv", *args])
+    assert rc == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("tomoprior: error:"), err
+    assert not (tmp_path / "v.tif").exists()
+
+
+def _rc(argv):
+    """Exit status of the command line, whether it returns or argparse exits."""
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return exc.code
+
+
+@pytest.mark.parametrize("args", [["--tilt-step", "0.0001"], ["--supersample", "64"],
+                                  ["--size", "1024", "--supersample", "2"],
+                                  ["--tilt-range", "10", "-10"]])
+def test_simulate_refuses_unbounded_work(tmp_path, capsys, args):
+    assert _rc(["simulate", "blobs", "-o", str(tmp_path / "s.tif"), *args]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_json_summary_is_strict(series_file, tmp_path, capsys):
+    path, _, _ = series_file
+    assert main(["reconstruct", str(path), "-o", str(tmp_path / "v.tif"), "--method", "wbp",
+                 "--json"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    json.loads(line, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))

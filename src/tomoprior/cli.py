@@ -118,8 +118,20 @@ def _check_output(args: argparse.Namespace, allowed, what: str, companions=()) -
                         inputs=inputs, overwrite=bool(getattr(args, "overwrite", False)))
 
 
+def _finite(obj: Any) -> Any:
+    """NaN and infinities become null: the summary is strict JSON."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def _emit_json(obj: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(obj, default=_json_default) + "\n")
+    plain = json.loads(json.dumps(obj, default=_json_default))  # numpy values to plain ones
+    sys.stdout.write(json.dumps(_finite(plain), allow_nan=False) + "\n")
     sys.stdout.flush()
 
 
@@ -186,8 +198,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def _add_common_recon_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--angles", metavar="FILE", help="tilt angles, one per line (.rawtlt/.tlt/.txt)")
-    p.add_argument("--tilt-start", type=float, metavar="DEG")
-    p.add_argument("--tilt-step", type=float, metavar="DEG")
+    p.add_argument("--tilt-start", type=_ANGLE, metavar="DEG")
+    p.add_argument("--tilt-step", type=_number(float, 0.0, 180.0, low_open=True), metavar="DEG")
     p.add_argument("--tilt-axis", metavar="{horizontal,vertical,DEG}",
                    help="tilt-axis orientation (default: from the file, else horizontal)")
 
@@ -208,6 +220,12 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     f = _read(args)
     g = _geometry(f, args)
     data = f.data
+    if args.tilt_range and args.tilt_range[0] >= args.tilt_range[1]:
+        raise _Exit(f"--tilt-range MIN MAX needs MIN < MAX, got {args.tilt_range[0]:g} "
+                    f"{args.tilt_range[1]:g}")
+    width = max(int(data.shape[1]), int(data.shape[2]))
+    if args.thickness and args.thickness > 4 * width:
+        raise _Exit(f"--thickness {args.thickness} is more than 4 times the image width ({width} px)")
     if args.align:
         from .alignment import align_series
 
@@ -296,8 +314,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         companions.append(out.with_suffix(".json"))
     if truth_path.suffix.lower() not in (".tif", ".tiff"):
         companions.append(truth_path.with_suffix(".json"))
+    lo, hi = args.tilt_range
+    if lo >= hi:
+        raise _Exit(f"--tilt-range MIN MAX needs MIN < MAX, got {lo:g} {hi:g}")
+    if args.size * args.supersample > 1024:
+        raise _Exit(f"--size x --supersample is {args.size * args.supersample}; at most 1024 "
+                    "(the fine grid's volume grows with its cube)")
     _check_output(args, io.TILT_SERIES_EXTENSIONS, "tilt series", companions)
-    angles = angles_from_range(args.tilt_range[0], args.tilt_range[1], args.tilt_step)
+    angles = angles_from_range(lo, hi, args.tilt_step)
     ss = max(1, int(args.supersample))
     ph = phantoms.make_phantom(args.name, size=args.size, seed=args.seed, supersample=ss)
     noise = None if args.noise == "none" else args.noise
@@ -451,15 +475,48 @@ class _MethodNames:
 
 
 # -- parser ---------------------------------------------------------------------------------------
+class _Parser(argparse.ArgumentParser):
+    """Usage errors are one line too (and exit 2), like every other user error."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"tomoprior: error: {message} (see {self.prog} --help)\n")
+
+
+def _number(kind: type, low: float | None = None, high: float | None = None, *,
+            low_open: bool = False):
+    """An argparse type: a finite ``kind`` within ``[low, high]`` (``(low, high]`` if open)."""
+
+    def convert(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {'a whole number' if kind is int else 'a number'}, got {text!r}") from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+        if low is not None and (value <= low if low_open else value < low):
+            raise argparse.ArgumentTypeError(
+                f"must be {'>' if low_open else '>='} {low:g}, got {text}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be <= {high:g}, got {text}")
+        return value
+
+    convert.__name__ = kind.__name__  # argparse names the type in its messages
+    return convert
+
+
+_ANGLE = _number(float, -90.0, 90.0)
+_COUNT = _number(int, 1)
+_WHOLE = _number(int, 0)
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
+    ap = _Parser(
         prog="tomoprior",
         description="Electron tomography: WBP, SIRT, CS-TV, DIP-TV and INR reconstructions of tilt series.",
         epilog=EXIT_STATUS,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ap.add_argument("--version", action="version", version=f"napari-tomoprior {__version__}")
-    sub = ap.add_subparsers(dest="command", required=True)
+    sub = ap.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("info", help="describe a tilt series file")
     p.add_argument("path")
@@ -473,19 +530,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", required=True, choices=_MethodNames(),
                    help="reconstruction method (see `tomoprior methods`)")
     _add_common_recon_args(p)
-    p.add_argument("--tilt-range", nargs=2, type=float, metavar=("MIN", "MAX"))
-    p.add_argument("--tilt-increment", type=float, metavar="DEG")
-    p.add_argument("--thickness", type=int, metavar="N", help="volume thickness in input pixels")
-    p.add_argument("--bin", type=int, default=1, metavar="N")
+    p.add_argument("--tilt-range", nargs=2, type=_ANGLE, metavar=("MIN", "MAX"))
+    p.add_argument("--tilt-increment", type=_number(float, 0.0, 180.0, low_open=True), metavar="DEG")
+    p.add_argument("--thickness", type=_COUNT, metavar="N", help="volume thickness in input pixels")
+    p.add_argument("--bin", type=_number(int, 1, 64), default=1, metavar="N")
     p.add_argument("--slices", metavar="A:B", help="positions along the tilt axis (input pixels)")
-    p.add_argument("--iterations", type=int, metavar="N")
-    p.add_argument("--every", type=int, metavar="K", help="progress/snapshot interval")
+    p.add_argument("--iterations", type=_WHOLE, metavar="N")
+    p.add_argument("--every", type=_COUNT, metavar="K", help="progress/snapshot interval")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--param", action="append", metavar="KEY=VALUE", help="method parameter (repeatable)")
-    p.add_argument("--heldout", type=float, default=0.0, metavar="F",
+    p.add_argument("--heldout", type=_number(float, 0.0, 0.5), default=0.0, metavar="F",
                    help="fraction of detector pixels held out for validation")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--chunk", type=int, metavar="N", help="reconstruct in slabs of N slices")
+    p.add_argument("--seed", type=_WHOLE, default=0)
+    p.add_argument("--chunk", type=_COUNT, metavar="N", help="reconstruct in slabs of N slices")
     p.add_argument("--align", action="store_true", help="align the series first")
     p.add_argument("--align-method", choices=["xcorr", "com", "pm"], default="xcorr",
                    help="alignment method with --align (default xcorr)")
@@ -496,17 +553,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("simulate", help="simulate a tilt series of a phantom")
     p.add_argument("name", help="phantom: pt_haadf, pt_adf, shepp_logan, faces, blobs, spheres")
     p.add_argument("-o", "--output", required=True)
-    p.add_argument("--tilt-range", nargs=2, type=float, default=(-60.0, 60.0), metavar=("MIN", "MAX"))
-    p.add_argument("--tilt-step", type=float, default=2.0)
+    p.add_argument("--tilt-range", nargs=2, type=_ANGLE, default=(-60.0, 60.0), metavar=("MIN", "MAX"))
+    p.add_argument("--tilt-step", type=_number(float, 0.1, 90.0), default=2.0)
     p.add_argument("--tilt-axis", default="horizontal")
-    p.add_argument("--size", type=int, default=64)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=_number(int, 8, 1024), default=64)
+    p.add_argument("--seed", type=_WHOLE, default=0)
     p.add_argument("--noise", choices=["none", "poisson", "gaussian"], default="none")
-    p.add_argument("--dose", type=float, help="electrons per pixel at the brightest pixel (poisson)")
-    p.add_argument("--misalign", type=float, default=0.0, metavar="PX", help="max random drift")
-    p.add_argument("--axis-error", type=float, default=0.0, metavar="DEG")
-    p.add_argument("--supersample", type=int, default=2)
-    p.add_argument("--pixel-size", type=float, default=None, metavar="NM")
+    p.add_argument("--dose", type=_number(float, 0.0, 1e12, low_open=True), help="electrons per pixel at the brightest pixel (poisson)")
+    p.add_argument("--misalign", type=_number(float, 0.0, 1000.0), default=0.0, metavar="PX", help="max random drift")
+    p.add_argument("--axis-error", type=_number(float, -45.0, 45.0), default=0.0, metavar="DEG")
+    p.add_argument("--supersample", type=_number(int, 1, 8), default=2)
+    p.add_argument("--pixel-size", type=_number(float, 0.0, low_open=True), default=None, metavar="NM")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_simulate)
@@ -518,33 +575,33 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cross-correlation, centre of mass, or projection matching")
     _add_common_recon_args(p)
     p.add_argument("--no-axis", action="store_true", help="keep the tilt axis as given")
-    p.add_argument("--bin", type=int, metavar="N", help="bin images for the correlation step")
-    p.add_argument("--rounds", type=int, metavar="N", help="projection-matching rounds (pm)")
+    p.add_argument("--bin", type=_number(int, 1, 64), metavar="N", help="bin images for the correlation step")
+    p.add_argument("--rounds", type=_COUNT, metavar="N", help="projection-matching rounds (pm)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_align)
 
     p = sub.add_parser("train", help="train a network on the package's simulator")
-    tsub = p.add_subparsers(dest="model", required=True)
+    tsub = p.add_subparsers(dest="model", required=True, parser_class=_Parser)
     t = tsub.add_parser("restore", help="the missing-wedge restoration network of --method restore")
     t.add_argument("-o", "--output", required=True, help="model file (.pt); its card goes to .json")
-    t.add_argument("--steps", type=int, default=6000, help="optimiser steps (default 6000)")
-    t.add_argument("--epochs", type=float, default=0.0,
+    t.add_argument("--steps", type=_COUNT, default=6000, help="optimiser steps (default 6000)")
+    t.add_argument("--epochs", type=_number(float, 0.0), default=0.0,
                    help="passes over the training slices instead of --steps")
-    t.add_argument("--batch", type=int, default=16)
-    t.add_argument("--size", type=int, default=64, metavar="PX", help="training patch size")
-    t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--specimens", "--samples", type=int, default=240,
+    t.add_argument("--batch", type=_COUNT, default=16)
+    t.add_argument("--size", type=_number(int, 16, 1024), default=64, metavar="PX", help="training patch size")
+    t.add_argument("--lr", type=_number(float, 0.0, 1.0, low_open=True), default=1e-3)
+    t.add_argument("--specimens", "--samples", type=_COUNT, default=240,
                    help="simulated training specimens (each gives its slices)")
-    t.add_argument("--val-specimens", type=int, default=16)
+    t.add_argument("--val-specimens", type=_COUNT, default=16)
     t.add_argument("--base", choices=["sirt", "wbp"], default="sirt")
-    t.add_argument("--gan-weight", type=float, default=0.0,
+    t.add_argument("--gan-weight", type=_number(float, 0.0), default=0.0,
                    help="weight of the RaLSGAN loss (0: L1 only)")
-    t.add_argument("--gan-start", type=int, default=0, metavar="STEP")
-    t.add_argument("--validate-every", type=int, default=1000, metavar="STEPS")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--threads", type=int, metavar="N", help="torch threads (default: torch's)")
+    t.add_argument("--gan-start", type=_WHOLE, default=0, metavar="STEP")
+    t.add_argument("--validate-every", type=_COUNT, default=1000, metavar="STEPS")
+    t.add_argument("--seed", type=_WHOLE, default=0)
+    t.add_argument("--threads", type=_COUNT, metavar="N", help="torch threads (default: torch's)")
     t.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     t.add_argument("--resume", action="store_true", help="continue from OUTPUT.ckpt")
     t.add_argument("--overwrite", action="store_true")
