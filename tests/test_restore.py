@@ -109,6 +109,17 @@ def test_training_is_reproducible_and_resumes_exactly(tmp_path):
         train_restore(part, TrainConfig(**{**cfg, "lr": 0.5}), resume=True)
 
 
+def test_cached_specimens_give_the_same_model(tmp_path):
+    cfg = dict(steps=3, batch=2, patch=32, channels=(8, 16), specimens=2, val_specimens=1,
+               ranges=SMALL)
+    cache = tmp_path / "cache"
+    train_restore(tmp_path / "a.pt", TrainConfig(**cfg), cache=cache)
+    assert len(list(cache.glob("specimen-*.npz"))) == 3
+    train_restore(tmp_path / "b.pt", TrainConfig(**cfg), cache=cache)  # from the cache
+    a, b = load_model(tmp_path / "a.pt").net.state_dict(), load_model(tmp_path / "b.pt").net.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_saved_and_reloaded_model_gives_identical_output(tiny_model, tmp_path):
     out, _, _ = tiny_model
     m = load_model(out)

@@ -450,6 +450,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(msg, file=sys.stderr)
 
     card = train_restore(out, cfg, resume=args.resume, device=resolve_device(args.device),
+                         cache=args.cache,
                          progress=say, step_callback=on_step)
     bar.finish()
     if args.json:
@@ -604,6 +605,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--threads", type=_COUNT, metavar="N", help="torch threads (default: torch's)")
     t.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     t.add_argument("--resume", action="store_true", help="continue from OUTPUT.ckpt")
+    t.add_argument("--cache", metavar="DIR", help="keep the simulated specimens here and reuse "
+                   "them (a rerun or resume then skips the simulation)")
     t.add_argument("--overwrite", action="store_true")
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=cmd_train)

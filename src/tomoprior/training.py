@@ -20,6 +20,7 @@ gives the same model. A checkpoint (``OUT.ckpt``) is written every
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -78,16 +79,41 @@ class TrainConfig:
             raise ParameterError(f"gan_weight must be >= 0, got {self.gan_weight}")
 
 
-def _specimens(first: int, n: int, cfg: TrainConfig, progress: Callable[[str], None]) -> list:
+def _specimens(first: int, n: int, cfg: TrainConfig, progress: Callable[[str], None],
+               cache: Path | None = None) -> list:
     from .phantoms._pairs import PairRanges, simulate_specimen
 
+    ranges = PairRanges(**cfg.ranges)
+    key = hashlib.sha1(json.dumps([ranges.to_dict(), cfg.base, __version__],
+                                  sort_keys=True).encode()).hexdigest()[:12]
     out = []
     t0 = time.perf_counter()
     for i in range(n):
-        out.append(simulate_specimen(first + i, PairRanges(**cfg.ranges), cfg.base))
+        path = None if cache is None else cache / f"specimen-{first + i}-{key}.npz"
+        if path is not None and path.is_file():
+            out.append(_load_specimen(path))
+        else:
+            out.append(simulate_specimen(first + i, ranges, cfg.base))
+            if path is not None:
+                _save_specimen(path, out[-1])
         if (i + 1) % max(1, n // 20) == 0 or i + 1 == n:
             progress(f"simulated {i + 1}/{n} specimens ({time.perf_counter() - t0:.0f}s)")
     return out
+
+
+def _save_specimen(path: Path, sp) -> None:
+    from ._atomic import replacing
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with replacing(path) as tmp:
+        np.savez(tmp, base=sp.base, truth=sp.truth, scale=sp.scale, info=json.dumps(sp.info))
+
+
+def _load_specimen(path: Path):
+    from .phantoms._pairs import Specimen
+
+    with np.load(path) as z:
+        return Specimen(z["base"], z["truth"], float(z["scale"]), json.loads(str(z["info"])))
 
 
 def validate(net: torch.nn.Module, specimens: list) -> dict[str, Any]:
@@ -173,6 +199,7 @@ def train_restore(
     *,
     resume: bool = False,
     device: str | torch.device = "cpu",
+    cache: str | os.PathLike | None = None,
     progress: Callable[[str], None] = lambda msg: None,
     step_callback: Callable[[int, float], None] | None = None,
 ) -> dict[str, Any]:
@@ -212,8 +239,10 @@ def train_restore(
         except Exception as exc:  # truncated, foreign or damaged checkpoint
             raise ModelError(f"{ckpt.name} is not a usable checkpoint ({type(exc).__name__}); "
                              "delete it to start afresh") from None
-    train = _specimens(FIRST_SEED + 1_000_000 * cfg.seed, cfg.specimens, cfg, progress)
-    valid = _specimens(FIRST_SEED + 1_000_000 * (cfg.seed + 1), cfg.val_specimens, cfg, progress)
+    folder = None if cache is None else Path(cache)
+    train = _specimens(FIRST_SEED + 1_000_000 * cfg.seed, cfg.specimens, cfg, progress, folder)
+    valid = _specimens(FIRST_SEED + 1_000_000 * (cfg.seed + 1), cfg.val_specimens, cfg, progress,
+                       folder)
     batches = _Batches(train, cfg)
     if cfg.epochs:
         cfg.steps = max(1, math.ceil(cfg.epochs * len(batches.pairs) / cfg.batch))
