@@ -133,6 +133,10 @@ def main(argv=None) -> int:
                     help="override a method's parameter, e.g. diptv.iterations=1000 (repeatable)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--quick", action="store_true", help="tiny sizes and iteration counts")
+    ap.add_argument("--reuse", type=Path, metavar="JSON",
+                    help="take the rows of --reuse-methods from this earlier run's JSON (same "
+                         "conditions) instead of running them again")
+    ap.add_argument("--reuse-methods", nargs="*", default=[], metavar="METHOD")
     ap.add_argument("--out", type=Path, help="write <out>.md, .json and .png")
     args = ap.parse_args(argv)
 
@@ -178,6 +182,11 @@ def main(argv=None) -> int:
                           f"elong {res.get('elongation', float('nan')):.2f} "
                           f"support {res.get('support_ratio', float('nan')):.2f} {secs:7.1f}s",
                           flush=True)
+                if args.reuse:
+                    for old in json.loads(args.reuse.read_text()):
+                        same = all(old.get(k) == meta[k] for k in ("phantom", "noise", "step"))
+                        if same and old["method"] in args.reuse_methods:
+                            rows.append({**old, "reused": str(args.reuse)})
                 if args.oracle_lams:
                     rows.append(_oracle_cstv(series, geom, tr, args, params.get("cstv", DEFAULTS["cstv"]),
                                              meta))
@@ -213,12 +222,15 @@ def _markdown(rows: list[dict], args) -> str:
            f"{{{', '.join(f'{v:g}' for v in args.oracle_lams)}}} by SSIM against the truth (a ceiling "
            "for any rule that picks λ from the data, not a method)." if args.oracle_lams else ""),
         "",
+        *([f"† from the earlier run {args.reuse} (same specimens, series and code path; its "
+           "methods were not run again).", ""] if args.reuse else []),
         "| phantom | noise | step | tilts | method | SSIM | PSNR | residual | elongation | support | s | it/s |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lam = f" (λ={r['lam']:g})" if r.get("lam") not in (None, "auto") else ""
         best = f", best it {r['best_iteration']}" if r.get("best_iteration") is not None else ""
+        best += " †" if r.get("reused") else ""
         rate = f"{r['its_per_s']:.1f}" if r.get("its_per_s") else "–"
         lines.append(
             f"| {r['phantom']} | {r['noise']} | {r['step']:g}° | {r['n_tilts']} | {r['method']}{lam}{best} | "

@@ -31,7 +31,7 @@ def main(argv=None) -> int:
     model = load_model(args.model)
     print(f"napari-tomoprior {__version__}, torch {torch.__version__}, {platform.machine()}, "
           f"{torch.get_num_threads()} threads, model {model.name} {model.card['architecture']}")
-    print("| volume | seconds (best of {}) | slices/s |".format(args.repeats))
+    print(f"| volume | seconds (best of {args.repeats}) | slices/s |")
     print("|---|---|---|")
     rng = np.random.default_rng(0)
     for n in args.sizes:
