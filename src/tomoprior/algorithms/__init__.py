@@ -42,10 +42,17 @@ METHODS: dict[str, Method] = _discover()
 
 
 def get_method(name: str) -> Method:
-    """The registry entry for ``name`` (``"cs-tv"`` works for ``"cstv"``) or a clear error."""
-    key = str(name).strip().lower().replace("-", "").replace("_", "")
-    if key in METHODS:
-        return METHODS[key]
+    """The registry entry for a name or label (``"cs-tv"``, ``"CS-TV"`` find ``cstv``)."""
+    def norm(text: str) -> str:
+        return "".join(ch for ch in str(text).lower() if ch.isalnum())
+
+    key = norm(name)
+    for m in METHODS.values():  # names first ("cs-tv" finds cstv), then labels
+        if norm(m.name) == key:
+            return m
+    for m in METHODS.values():
+        if norm(m.label) == key:
+            return m
     known = ", ".join(METHODS)
     raise MethodUnavailable(f"unknown or unavailable method {name!r}: available are {known}")
 
