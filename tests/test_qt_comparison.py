@@ -62,7 +62,7 @@ def test_smoke_through_manifest(make_napari_viewer):
     _, w = v.window.add_plugin_dock_widget(PLUGIN, "Compare methods")
     assert isinstance(w, ComparisonWidget)
     ticked = {n for n, c in w.choices.items() if c.check.isChecked()}
-    assert ticked == {"sirt", "cstv", "diptv"}
+    assert ticked == {"sirt", "cstv", "restore", "diptv"}
     assert w.reference.currentText() == "none"
 
 
