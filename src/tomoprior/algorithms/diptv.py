@@ -195,7 +195,8 @@ class _DIPTV(Solver):
         pretrained = self.o.init == "pretrained"
         if pretrained:  # the network's input: the base reconstruction it was trained on
             its = int(self.model.card.get("input", {}).get("base_iterations", 100))
-            warm_vol, lam = yield from self._warm_start(None, sirt_vol, start, "sirt", its)
+            warm_vol, lam = yield from self._warm_start(None, sirt_vol, start, "sirt", its,
+                                                        base_mask=p.mask)
         else:
             warm_vol, lam = yield from self._warm_start(x0, sirt_vol, start)
         warm = warm_vol is not None
@@ -252,10 +253,16 @@ class _DIPTV(Solver):
         self.val_loss: float | None = None
 
     def _warm_start(self, x0: Any, sirt_vol: torch.Tensor, start: int,
-                    warm_start: str | None = None, iterations: int | None = None):
+                    warm_start: str | None = None, iterations: int | None = None,
+                    base_mask: Any = "train"):
         """Warm-start volume (data units, or None for a flat start) and the TV weight to use.
 
-        CS-TV runs on the training pixels only, so the held-out pixels stay unseen.
+        CS-TV runs on the training pixels only, so the held-out pixels stay unseen. A SIRT
+        base does too, except for the pretrained network (``base_mask``: the caller's mask
+        only): SIRT from 95 % of the pixels of a sparse series has isolated outlier voxels
+        the network never saw in training (ADF 10°: SSIM of the restored start 0.836 with
+        all pixels, 0.794 without the held-out ones). The held-out pixels then reach the
+        network's fixed input, but never the loss.
         """
         from .cstv import cstv
         from .sirt import sirt
@@ -277,7 +284,8 @@ class _DIPTV(Solver):
 
         if vol is None and kind == "sirt":
             last = None
-            for last in sirt(p.A, p.y, iterations=its, every=every, mask=self.train):
+            mask = self.train if isinstance(base_mask, str) else base_mask
+            for last in sirt(p.A, p.y, iterations=its, every=every, mask=mask):
                 yield shown(last)
             vol = torch.from_numpy(last.volume).to(device=p.device, dtype=p.A.dtype)
         if auto or (vol is None and kind == "cstv"):
