@@ -39,8 +39,8 @@ METHODS = {
     "sirt": {"iterations": 100},
     "cstv": {"iterations": 300},
     "restore": {"iterations": 100},
-    "diptv (pretrained)": {"method": "diptv", "init": "pretrained", "iterations": 300,
-                           "every": 25, "lr": 1e-4},
+    "diptv (pretrained)": {"method": "diptv", "init": "pretrained", "iterations": 100,
+                           "every": 25, "lam": 0.02},
 }
 
 

@@ -42,8 +42,8 @@ DEFAULTS = {
     "cstv": {"iterations": 300, "lam": "auto"},
     "restore": {"iterations": 100},
     "diptv": {"iterations": 1500, "every": 100},
-    "diptv_pretrained": {"method": "diptv", "init": "pretrained", "iterations": 300, "every": 25,
-                         "lr": 1e-4},
+    "diptv_pretrained": {"method": "diptv", "init": "pretrained", "iterations": 100, "every": 25,
+                         "lam": 0.02},
     "inr": {"iterations": 2000, "every": 500},
 }
 LABELS = {"diptv_pretrained": "diptv (pretrained)"}
