@@ -173,7 +173,8 @@ _FREE_ON_RESUME = ("steps", "validate_every", "checkpoint_every", "gan_weight", 
 
 def _check_resumable(state: dict, cfg: TrainConfig) -> None:
     now = asdict(cfg) | {"channels": list(cfg.channels)}
-    then = state["config"]
+    # options added after a checkpoint was written count as their defaults
+    then = asdict(TrainConfig()) | {"channels": list(TrainConfig().channels)} | state["config"]
     differ = sorted(k for k in now if now[k] != then.get(k) and k not in _FREE_ON_RESUME)
     if differ:
         raise ParameterError(f"the checkpoint was written with other options: {', '.join(differ)}")
