@@ -336,6 +336,18 @@ def test_interrupted_write_keeps_the_previous_file(series_file, tmp_path, monkey
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
+def test_written_files_get_ordinary_permissions(series_file, tmp_path):
+    import os
+
+    path, _, _ = series_file
+    out = tmp_path / "v.mrc"
+    assert _reconstruct(path, out) == 0
+    mask = os.umask(0)
+    os.umask(mask)
+    for f in (out, out.with_suffix(".json")):
+        assert f.stat().st_mode & 0o777 == 0o666 & ~mask, f.name
+
+
 @pytest.mark.parametrize(
     "args",
     [

@@ -116,6 +116,7 @@ def replacing(path: str | os.PathLike) -> Iterator[pathlib.Path]:
         yield tmp_path
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp_path, _mode_for(target))  # mkstemp makes 0600 files
         os.replace(tmp_path, target)
         with contextlib.suppress(OSError):  # make the rename itself durable
             dfd = os.open(target.parent, os.O_RDONLY)
@@ -127,6 +128,16 @@ def replacing(path: str | os.PathLike) -> Iterator[pathlib.Path]:
         with contextlib.suppress(OSError):
             tmp_path.unlink()
         raise
+
+
+def _mode_for(target: pathlib.Path) -> int:
+    """The permissions a plain write would give: the replaced file's, or 0666 less the umask."""
+    try:
+        return target.stat().st_mode & 0o777
+    except OSError:
+        mask = os.umask(0)
+        os.umask(mask)
+        return 0o666 & ~mask
 
 
 def _write(path: str | os.PathLike, fill: Callable[[pathlib.Path], None]) -> pathlib.Path:
