@@ -502,7 +502,7 @@ def test_dm_numbered_series(tmp_path, monkeypatch):
     images = {}
     for k, alpha in zip((1, 2, 3, 11), (-45.0, -15.0, 15.0, 45.0)):
         path = tmp_path / f"tomo_{k:02d}.dm4"
-        path.touch()
+        path.write_bytes(bytes(1 << 16))  # room for the data the fake reader returns
         images[path.name] = _dm_signal(np.full((16, 24), k, np.uint16), alpha=alpha)
 
     def fake_reader(filename, lazy=False):
@@ -527,7 +527,7 @@ def test_dm_stack_with_degree_axis(tmp_path, monkeypatch):
         data, units="µm", scale=0.002, axis0={"scale": 20.0, "offset": -30.0, "units": "°"}
     )
     monkeypatch.setattr(_rsciio, "get_file_reader", lambda ext: lambda f, lazy=False: [signal])
-    (tmp_path / "stack.dm3").touch()
+    (tmp_path / "stack.dm3").write_bytes(bytes(1 << 16))  # room for the data the fake reader returns
     f = io.read(tmp_path / "stack.dm3")
     np.testing.assert_allclose(f.geometry.angles, [-30, -10, 10, 30])
     assert f.pixel_size == pytest.approx(2.0)
@@ -547,7 +547,7 @@ def test_ser_without_angles(tmp_path, monkeypatch):
         "original_metadata": {"ser_header_parameters": {"SeriesID": 197}},
     }
     monkeypatch.setattr(_rsciio, "get_file_reader", lambda ext: lambda f, lazy=False: [signal])
-    (tmp_path / "s.ser").touch()
+    (tmp_path / "s.ser").write_bytes(bytes(1 << 16))  # room for the data the fake reader returns
     f = io.read(tmp_path / "s.ser")
     assert f.geometry is None and f.pixel_size == pytest.approx(0.8)
     assert f.warnings[-1].startswith("no tilt angles found in s.ser")
@@ -574,7 +574,7 @@ def test_missing_reader_dependency(tmp_path, monkeypatch):
         return real(name, *args)
 
     monkeypatch.setattr(_rsciio.importlib, "import_module", fail)
-    (tmp_path / "x.emd").touch()
+    (tmp_path / "x.emd").write_bytes(bytes(1 << 16))  # room for the data the fake reader returns
     with pytest.raises(FormatError, match="needs the package 'h5py'"):
         io.read(tmp_path / "x.emd")
 

@@ -79,7 +79,8 @@ def _read(args: argparse.Namespace):
     from . import io
 
     path = Path(args.path)
-    f = io.read(path, angles=getattr(args, "angles", None))
+    f = io.read(path, angles=getattr(args, "angles", None),
+                angles_unit=getattr(args, "angles_unit", None) or "deg")
     start, step = getattr(args, "tilt_start", None), getattr(args, "tilt_step", None)
     if (start is None) != (step is None):
         raise _Exit("give both --tilt-start and --tilt-step")
@@ -90,6 +91,13 @@ def _read(args: argparse.Namespace):
 
 def _geometry(f, args: argparse.Namespace):
     if f.geometry is None:
+        rejected = f.metadata.get("rejected_angle_source")
+        if rejected:
+            raise _Exit(
+                f"the tilt angles in {rejected} do not fit {f.path.name}: "
+                f"{f.metadata.get('rejected_angles_reason')}; fix the file, or give --angles FILE "
+                "or --tilt-start DEG --tilt-step DEG"
+            )
         raise _Exit(
             f"no tilt angles found for {f.path.name}: give --angles FILE or --tilt-start DEG --tilt-step DEG"
         )
@@ -97,6 +105,12 @@ def _geometry(f, args: argparse.Namespace):
     if getattr(args, "tilt_axis", None) is not None:
         g = g.replace(tilt_axis=args.tilt_axis)
     return g
+
+
+def _warn(f) -> None:
+    """The reader's warnings (radian-looking angles, ...), once the run is known to start."""
+    for message in f.warnings:
+        print(f"tomoprior: warning: {message}", file=sys.stderr)
 
 
 def _parse_params(items: Sequence[str] | None) -> dict[str, str]:
@@ -198,6 +212,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def _add_common_recon_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--angles", metavar="FILE", help="tilt angles, one per line (.rawtlt/.tlt/.txt)")
+    p.add_argument("--angles-unit", choices=["deg", "rad"], default="deg",
+                   help="unit of the angles in the angle file or the data file (default deg)")
     p.add_argument("--tilt-start", type=_ANGLE, metavar="DEG")
     p.add_argument("--tilt-step", type=_number(float, 0.0, 180.0, low_open=True), metavar="DEG")
     p.add_argument("--tilt-axis", metavar="{horizontal,vertical,DEG}",
@@ -241,6 +257,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         thickness=args.thickness, heldout=args.heldout, seed=args.seed,
         chunk=args.chunk, source=str(f.path), **params,
     )
+    _warn(f)
     total = rec.start + rec.iterations if m.capabilities.iterative else 1
     bar = Progress(total, m.label)
     last = None
@@ -376,6 +393,7 @@ def cmd_align(args: argparse.Namespace) -> int:
         f.load(), g, method=args.method, progress=lambda msg: bar.update(0, None, msg), **options
     )
     bar.finish()
+    _warn(f)
     io.write_tilt_series(out, aligned, aligned_geometry(g2))
     paths = write_transforms(out.with_suffix(""), g2, report)
     secs = time.perf_counter() - t0

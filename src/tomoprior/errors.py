@@ -19,6 +19,7 @@ __all__ = [
     "DivergedError",
     "FormatError",
     "GeometryError",
+    "MemoryBudgetError",
     "MethodUnavailable",
     "ModelError",
     "ParameterError",
@@ -41,6 +42,10 @@ class GeometryError(TomopriorError, ValueError):
 
 class DataError(TomopriorError, ValueError):
     """The tilt series itself is unusable (wrong dimensions, NaN, empty)."""
+
+
+class MemoryBudgetError(DataError):
+    """A run or a file needs more memory than is free; found before anything is allocated."""
 
 
 class FormatError(TomopriorError, OSError):
@@ -111,6 +116,8 @@ def user_message(exc: BaseException, *, interface: str = "cli", device: str | No
     first = text.splitlines()[0] if text else ""
     if isinstance(exc, OSError) and getattr(exc, "filename", None) and not isinstance(exc, FormatError):
         return f"{exc.strerror or type(exc).__name__}: {exc.filename}"
+    if isinstance(exc, MemoryBudgetError):  # say what fits: the same remedies as for OOM
+        return f"{first}; " + out_of_memory_message(interface, "cpu").removeprefix("out of memory: ")
     if is_user_error(exc):
         return first or type(exc).__name__
     if isinstance(exc, ValueError) and first:  # value checks in code below the parameter layer

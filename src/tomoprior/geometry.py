@@ -175,8 +175,16 @@ class TiltGeometry:
         rounded = np.round(a, 6)
         uniq, counts = np.unique(rounded, return_counts=True)
         if np.any(counts > 1):
-            dup = uniq[counts > 1][:5].tolist()
-            raise GeometryError(f"duplicate tilt angles: {dup}")
+            parts = []
+            for value in uniq[counts > 1][:3]:
+                where = np.flatnonzero(rounded == value)
+                shown = ", ".join(str(int(i) + 1) for i in where[:4])
+                parts.append(f"{value:g}° appears {where.size} times (at positions {shown})")
+            more = int(np.count_nonzero(counts > 1)) - len(parts)
+            raise GeometryError(
+                f"duplicate tilt angles: {'; '.join(parts)}" + (f"; and {more} more" if more > 0 else "")
+                + f" — {a.size} angles, {uniq.size} distinct"
+            )
 
     def validate(self, n_images: int) -> TiltGeometry:
         """Check that the geometry fits a series of ``n_images`` images."""

@@ -16,6 +16,7 @@ computation as a lazy dask array, one task per slab.
 from __future__ import annotations
 
 import datetime as _dt
+import mmap
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
@@ -27,7 +28,7 @@ import torch
 from . import __version__
 from .algorithms import Method, get_method
 from .device import resolve_device
-from .errors import DataError, GeometryError, ParameterError
+from .errors import DataError, GeometryError, MemoryBudgetError, ParameterError
 from .geometry import Selection, TiltGeometry
 from .operators import make_projector
 from .step import Step
@@ -142,6 +143,53 @@ def _canonical_lazy(data: Any, geom: TiltGeometry, b: int) -> Any:
     return imgs.map_blocks(orient, dtype=np.float32, chunks=((1,) * n, (out_shape[0],), (out_shape[1],)))
 
 
+def _slab(slices: Any, full_y: int, b: int) -> tuple[int, int]:
+    """The canonical y range (binned pixels) that ``slices`` (input pixels) asks for."""
+    rng = _parse_slices(slices)
+    if rng is None:
+        return (0, full_y)
+    a = 0 if rng[0] is None else rng[0] // b
+    e = full_y if rng[1] is None else -(-rng[1] // b)
+    a, e = max(0, a), min(full_y, e)
+    if e - a < 1:
+        raise GeometryError(f"slice range {slices} is empty for {full_y * b} slices along the axis")
+    return (a, e)
+
+
+def _read_image(data: np.memmap, i: int) -> np.ndarray:
+    """Image ``i`` of a memory map, read with a plain file read where the map allows it.
+
+    Touching the map would make every page read resident in this process
+    (a 1 GiB file would show 1 GiB of memory in use); a read keeps one image.
+    """
+    name, base = getattr(data, "filename", None), data.base
+    if name and data.flags.c_contiguous and isinstance(base, mmap.mmap):
+        count = int(data.shape[1]) * int(data.shape[2])
+        offset = int(data.offset) + i * count * data.itemsize
+        with open(name, "rb") as fh:
+            return np.fromfile(fh, dtype=data.dtype, count=count, offset=offset).reshape(data.shape[1:])
+    return np.asarray(data[i])
+
+
+def _canonical_streamed(
+    data: np.ndarray, indices: np.ndarray, geom: TiltGeometry, b: int, slab: tuple[int, int]
+) -> np.ndarray:
+    """The canonical slab of a memory-mapped series, one image at a time.
+
+    Peak memory is the slab plus one image, whatever the file's size.
+    """
+    out: np.ndarray | None = None
+    for j, i in enumerate(np.asarray(indices)):
+        img = _read_image(data, int(i)).astype(np.float32, copy=False)[None]
+        one = orient_images(bin_images(img, b), geom.tilt_axis, geom.shifts[j : j + 1])
+        if out is None:
+            out = np.empty((len(indices), slab[1] - slab[0], one.shape[2]), np.float32)
+        out[j] = one[0, slab[0] : slab[1]]
+    assert out is not None  # the geometry has at least two tilts
+    _check_finite(out)
+    return out
+
+
 def prepare(
     tilt_series: Any,
     geometry: TiltGeometry,
@@ -167,24 +215,24 @@ def prepare(
     if thickness is not None:
         geom = geom.replace(thickness=int(thickness))
     geom = geom.binned(b)
-    data = tilt_series[sel.indices] if sel.count < geometry.n_tilts else tilt_series
-    if _is_dask(data):
-        canon = _canonical_lazy(data, geom, b)
+    h, w = (int(s) // b for s in tilt_series.shape[1:])
+    if h < 1 or w < 1:
+        raise DataError(f"binning by {b} leaves no pixels of a {tilt_series.shape[1]}x"
+                        f"{tilt_series.shape[2]} image")
+    full_y = w if canonical_turns(geom.tilt_axis)[0] % 2 else h
+    slab = _slab(slices, full_y, b)
+    if isinstance(tilt_series, np.memmap):  # a file opened lazily: read only what is used
+        canon = _canonical_streamed(tilt_series, sel.indices, geom, b, slab)
     else:
-        data = np.asarray(data).astype(np.float32, copy=False)
-        _check_finite(data)
-        canon = to_canonical(bin_images(data, b), geom)
-    full_y = canon.shape[1]
-    slab = (0, full_y)
-    rng = _parse_slices(slices)
-    if rng is not None:
-        a = 0 if rng[0] is None else rng[0] // b
-        e = full_y if rng[1] is None else -(-rng[1] // b)
-        a, e = max(0, a), min(full_y, e)
-        if e - a < 1:
-            raise GeometryError(f"slice range {slices} is empty for {full_y * b} slices along the axis")
-        slab = (a, e)
-        canon = canon[:, a:e]
+        data = tilt_series[sel.indices] if sel.count < geometry.n_tilts else tilt_series
+        if _is_dask(data):
+            canon = _canonical_lazy(data, geom, b)
+        else:
+            data = np.asarray(data).astype(np.float32, copy=False)
+            _check_finite(data)
+            canon = to_canonical(bin_images(data, b), geom)
+        if slab != (0, full_y):
+            canon = canon[:, slab[0] : slab[1]]
     z = geom.thickness or canon.shape[2]
     return Prepared(
         series=canon,
@@ -536,6 +584,7 @@ def run(
         raise ParameterError(f"{m.label} cannot resume a run")
     if resume is not None and chunk:
         raise ParameterError("resume continues a single-slab run: it cannot be combined with chunk")
+    check_memory(prepared, chunk, backend)
     rec = Reconstruction(
         m, prepared, params=resolved, iterations=its, every=ev, device=resolve_device(device),
         backend=backend, x0=x0, start=start, heldout=heldout, seed=seed, chunk=chunk,
@@ -543,6 +592,41 @@ def run(
     )
     rec.resume_state = resume
     return rec
+
+
+def memory_estimate(prepared: Prepared, chunk: int | None = None, backend: str = "sparse") -> dict:
+    """A lower bound of the memory a run needs, in bytes, by what needs it.
+
+    The output volume, the tilt series, and for each slab being solved a few
+    volume-sized buffers (iterate, residual, update) and the system matrix of
+    one slice (about one entry per voxel per tilt, index and value).
+    """
+    z, ny, nu = prepared.volume_shape
+    n = int(prepared.series.shape[0])
+    slab = min(ny, chunk or ny)
+    parts = {
+        "volume": 4 * z * ny * nu,
+        "tilt series": 4 * n * ny * nu,
+        "solver buffers": 3 * 4 * z * slab * nu,
+        "system matrix": 8 * n * nu * z if backend == "sparse" else 0,
+    }
+    parts["total"] = sum(parts.values())
+    return parts
+
+
+def check_memory(prepared: Prepared, chunk: int | None = None, backend: str = "sparse") -> None:
+    """Refuse a run whose lower-bound memory need exceeds what is free, before it starts."""
+    from .io._budget import human_bytes, memory_budget
+
+    need = memory_estimate(prepared, chunk, backend)
+    budget = memory_budget()
+    if need["total"] <= budget:
+        return
+    big = ", ".join(f"{k} {human_bytes(v)}" for k, v in need.items() if k != "total" and v)
+    raise MemoryBudgetError(
+        f"this reconstruction needs at least {human_bytes(need['total'])} of memory ({big}) "
+        f"but about {human_bytes(budget)} is free"
+    )
 
 
 def _whole(name: str, value: Any, low: int) -> int:

@@ -80,6 +80,14 @@ def layer_data_from_file(path: PathLike) -> LayerData:
     return tilt_series_layer_data(f.data, md, name)
 
 
+def _message(exc: Exception) -> str:
+    if isinstance(exc, TomopriorError):
+        return str(exc)
+    from ..errors import user_message
+
+    return user_message(exc, interface="gui", what="Reading")
+
+
 def read_files(path: PathLike | Sequence[PathLike]) -> list:
     """napari reader function: one layer per file, notifications for problems."""
     from napari.utils import notifications
@@ -88,8 +96,8 @@ def read_files(path: PathLike | Sequence[PathLike]) -> list:
     for p in _paths(path):
         try:
             data, kwargs, kind = layer_data_from_file(p)
-        except TomopriorError as exc:
-            notifications.show_error(f"Cannot open {pathlib.Path(p).name}: {exc}")
+        except Exception as exc:  # the reader never raises into napari: one notification
+            notifications.show_error(f"Cannot open {pathlib.Path(p).name}: {_message(exc)}")
             continue
         for message in kwargs["metadata"].get("warnings", []):
             hint = WIDGET_HINT if message.startswith("no tilt angles") else ""

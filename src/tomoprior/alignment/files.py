@@ -102,9 +102,15 @@ def _json_default(o: Any) -> Any:
     return str(o)
 
 
+def _text(path: Path) -> str:
+    from ..io._budget import read_capped_text
+
+    return read_capped_text(path, 64 * 1024**2, "alignment file")
+
+
 def _read_xf(path: Path) -> np.ndarray:
     try:
-        rows = [line.split() for line in path.read_text().splitlines() if line.strip()]
+        rows = [line.split() for line in _text(path).splitlines() if line.strip()]
         xf = np.array(rows, dtype=np.float64)
     except (OSError, ValueError) as exc:
         raise FormatError(f"cannot read {path} as an IMOD .xf file: {exc}") from None
@@ -115,7 +121,7 @@ def _read_xf(path: Path) -> np.ndarray:
 
 def _read_tlt(path: Path) -> np.ndarray:
     try:
-        return np.array([float(v) for v in path.read_text().split()])
+        return np.array([float(v) for v in _text(path).split()])
     except (OSError, ValueError) as exc:
         raise FormatError(f"cannot read the tilt angles in {path}: {exc}") from None
 
@@ -150,9 +156,9 @@ def read_transforms(path: str | Path, *, nominal_axis: str | float | None = None
     js = p if p.suffix == ".json" else _sibling(base, ".json")
     if js.exists() and (p.suffix == ".json" or nominal_axis is None):
         try:
-            doc = json.loads(js.read_text())
+            doc = json.loads(_text(js))
             g = dict(doc["geometry"])
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
             raise FormatError(f"cannot read the alignment JSON {js}: {exc}") from None
         g["shifts"] = np.asarray(g["shifts"], dtype=np.float64).reshape(-1, 2)
         g["angles"] = np.asarray(g["angles"], dtype=np.float64)

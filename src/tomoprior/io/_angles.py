@@ -12,21 +12,30 @@ from typing import Any
 import numpy as np
 
 from ..errors import FormatError
+from ._budget import MAX_METADATA_CHARS, read_capped_text
 from ._common import to_nm
 
 __all__ = ["MdocInfo", "find_mdoc", "find_sidecar", "read_angles", "read_mdoc", "write_angles"]
 
 SIDECAR_EXTENSIONS = (".rawtlt", ".tlt", ".txt")
-_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+# one way to match each number, and bounded white space: every pattern here runs in linear time
+_NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
+#: size caps of the text files read beside the data
+MAX_ANGLE_FILE = 1024**2
+MAX_MDOC_FILE = 64 * 1024**2
+MAX_LINE = 4096
 
 
-def _read_text(path: pathlib.Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        raise FormatError(f"angle file not found: {path}") from None
-    except OSError as exc:
-        raise FormatError(f"cannot read {path}: {exc.strerror or exc}") from None
+def _lines(path: pathlib.Path, limit: int, what: str) -> list[str]:
+    """The lines of a capped text file; a line longer than :data:`MAX_LINE` is refused."""
+    lines = read_capped_text(path, limit, what).splitlines()
+    for lineno, line in enumerate(lines, start=1):
+        if len(line) > MAX_LINE:
+            raise FormatError(
+                f"line {lineno} of {path.name} is {len(line)} characters long: "
+                f"not {'an' if what[0] in 'aeiou' else 'a'} {what}"
+            )
+    return lines
 
 
 def read_angles(path: str | pathlib.Path) -> np.ndarray:
@@ -53,7 +62,7 @@ def read_angles(path: str | pathlib.Path) -> np.ndarray:
     """
     path = pathlib.Path(path)
     values: list[float] = []
-    for lineno, raw in enumerate(_read_text(path).splitlines(), start=1):
+    for lineno, raw in enumerate(_lines(path, MAX_ANGLE_FILE, "angle file"), start=1):
         line = raw.split("#", 1)[0].strip().rstrip(",;").strip()
         if not line:
             continue
@@ -161,18 +170,18 @@ def read_mdoc(path: str | pathlib.Path) -> MdocInfo:
     current: dict[str, str] | None = values
     axis: float | None = None
     note = ""
-    for raw in _read_text(path).splitlines():
+    for raw in _lines(path, MAX_MDOC_FILE, "SerialEM .mdoc file"):
         line = raw.strip()
-        head = re.fullmatch(r"\[\s*(\w+)\s*=\s*(.*?)\s*\]", line)
+        head = _section(line)
         if head:
-            kind, value = head.group(1), head.group(2)
+            kind, value = head
             current = None
             if kind == "ZValue":
                 try:
                     current = sections.setdefault(int(float(value)), {})
                 except ValueError:
                     current = None
-            m = re.search(r"Tilt\s*axis\s*angle\s*=\s*(" + _NUMBER + ")", value, re.I)
+            m = _AXIS_TITLE.search(value)
             if m and axis is None:
                 axis, note = float(m.group(1)), "mdoc 'Tilt axis angle'"
             continue
@@ -195,6 +204,20 @@ def read_mdoc(path: str | pathlib.Path) -> MdocInfo:
     return MdocInfo(angles, to_nm(spacing, "Å"), axis, note, values)
 
 
+_AXIS_TITLE = re.compile(r"Tilt\s{0,4}axis\s{0,4}angle\s{0,8}=\s{0,8}(" + _NUMBER + ")", re.I)
+
+
+def _section(line: str) -> tuple[str, str] | None:
+    """``("ZValue", "3")`` for a section header ``[ZValue = 3]``; ``None`` for other lines."""
+    if not (line.startswith("[") and line.endswith("]")):
+        return None
+    kind, sep, value = line[1:-1].partition("=")
+    kind = kind.strip()
+    if not sep or not kind.replace("_", "").isalnum():
+        return None
+    return kind, value.strip()
+
+
 def find_mdoc(path: pathlib.Path) -> pathlib.Path | None:
     """``<name>.mdoc`` (``tilts.st.mdoc``) or ``<stem>.mdoc`` next to ``path``."""
     for name in (path.name + ".mdoc", path.stem + ".mdoc"):
@@ -205,7 +228,7 @@ def find_mdoc(path: pathlib.Path) -> pathlib.Path | None:
 
 
 _LABEL = re.compile(
-    r"\s*(?:tilt(?:\s*angle)?\s*[:=]?\s*)?(" + _NUMBER + r")\s*(°|deg|degrees?)?\s*", re.I
+    r"(?:tilt(?:\s{0,4}angle)?\s{0,4}[:=]?\s{0,4})?(" + _NUMBER + r")\s{0,4}(°|deg|degrees?)?", re.I
 )
 
 
@@ -219,16 +242,20 @@ def angles_from_labels(labels: Any, n: int) -> np.ndarray | None:
         return None
     found, marked = [], False
     for label in labels:
-        m = _LABEL.fullmatch(str(label))
+        text = str(label).strip()
+        m = _LABEL.fullmatch(text) if len(text) <= 64 else None
         if not m:
             return None
         found.append(float(m.group(1)))
-        marked = marked or bool(m.group(2)) or "tilt" in str(label).lower()
+        marked = marked or bool(m.group(2)) or "tilt" in text.lower()
     values = np.asarray(found)
     counting = np.all(values == np.round(values)) and np.all(np.diff(values) == 1)
     if not marked and counting:
         return None
     return values
+
+
+_KEYED = re.compile(r"tilt[_ ]?angles\W{0,8}[=:]\s{0,8}\[?([^\]\n]*)", re.I)
 
 
 def angles_from_text(text: Any, n: int, *, keyed: bool = True) -> np.ndarray | None:
@@ -241,8 +268,10 @@ def angles_from_text(text: Any, n: int, *, keyed: bool = True) -> np.ndarray | N
         values = np.asarray(text, dtype=float).ravel()
         return values if values.size == n else None
     text = str(text)
+    if len(text) > MAX_METADATA_CHARS:
+        return None
     if keyed:
-        m = re.search(r"tilt[_ ]?angles\W*[=:]\s*\[?([^\]\n]*)", text, re.I)
+        m = _KEYED.search(text)
         if not m:
             return None
         text = m.group(1)

@@ -88,12 +88,14 @@ def json_sidecar(path: pathlib.Path) -> pathlib.Path:
 
 def read_json_sidecar(path: pathlib.Path) -> dict | None:
     """The JSON object in ``<stem>.json``, or ``None`` when absent or not JSON."""
+    from ._budget import read_capped_text
+
     side = json_sidecar(path)
     if not side.is_file():
         return None
     try:
-        value = json.loads(side.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        value = json.loads(read_capped_text(side, 16 * 1024**2, "JSON sidecar"))
+    except (OSError, ValueError, RecursionError):  # unreadable, too large, not JSON, too deep
         return None
     return value if isinstance(value, dict) else None
 

@@ -16,6 +16,7 @@ import mrcfile
 import numpy as np
 
 from ..errors import FormatError
+from ._budget import check_claim
 from ._common import PROVENANCE_KEY, read_json_sidecar, to_nm
 from ._model import RawRead
 
@@ -78,9 +79,38 @@ def _seri_angles(mrc: Any, fields: dict, n: int) -> np.ndarray | None:
     return rows[:, :2].copy().view(order + "i2").ravel() / 100.0
 
 
+# the pixel type of each MRC mode (mode 3: two int16; mode 101: two 4-bit pixels per byte)
+_MODE_DTYPE = {0: "i1", 1: "i2", 2: "f4", 3: "i4", 4: "c8", 6: "u2", 12: "f2", 101: "u1"}
+
+
+def _check_header(path: pathlib.Path, lazy: bool) -> None:
+    """Compare the size the 1024-byte header claims with the file before mrcfile reads it."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(1024)
+    if len(head) < 1024:
+        raise FormatError(
+            f"cannot read {path.name} as MRC: {len(head)} bytes, shorter than an MRC header"
+        )
+    orders = (">i4", "<i4") if head[212:214] == b"\x11\x11" else ("<i4", ">i4")
+    for order in orders:  # old files may not say their byte order: take the one that parses
+        words = np.frombuffer(head[:96], dtype=order)
+        nx, ny, nz, mode, nsymbt = (int(words[i]) for i in (0, 1, 2, 3, 23))
+        if mode in _MODE_DTYPE:
+            break
+    if mode not in _MODE_DTYPE:
+        raise FormatError(f"cannot read {path.name} as MRC: unknown data mode {mode}")
+    if min(nx, ny, nz) < 1 or nsymbt < 0:
+        raise FormatError(f"cannot read {path.name} as MRC: damaged header (size {nx} × {ny} × {nz})")
+    row = (nx + 1) // 2 if mode == 101 else nx  # 4-bit rows are padded to whole bytes
+    check_claim(path.name, (nz, ny, row), _MODE_DTYPE[mode], file_bytes=size,
+                offset=1024 + nsymbt, in_memory=not lazy)
+
+
 def read_mrc(path: pathlib.Path, lazy: bool) -> RawRead:
     """Read an MRC stack, its voxel size (Å → nm) and any angles in its header."""
     try:
+        _check_header(path, lazy)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             opener = mrcfile.mmap if lazy else mrcfile.open
@@ -126,7 +156,10 @@ def read_mrc(path: pathlib.Path, lazy: bool) -> RawRead:
         mrc_labels=labels,
         mrc_exttyp=exttyp.decode("ascii", "replace"),
         mrc_space_group=ispg,
-        volume=path.suffix.lower() == ".rec" or ispg == 1,
+        # a stack with tilt angles is a tilt series whatever its space group says
+        # (mrcfile marks every 3D array as a volume); read() rechecks with the files beside
+        volume=path.suffix.lower() == ".rec" or (ispg == 1 and angles is None),
+        mrc_volume_flag=ispg == 1,
         **info,
     )
     provenance = (read_json_sidecar(path) or {}).get(PROVENANCE_KEY)

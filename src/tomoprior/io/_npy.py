@@ -8,17 +8,37 @@ from typing import Any
 import numpy as np
 
 from ..errors import FormatError
+from ._budget import check_claim
 from ._common import PROVENANCE_KEY, json_sidecar, read_json_sidecar, to_nm
 from ._model import RawRead
 
 __all__ = ["read_npy", "write_npy"]
 
 
+def _check_header(path: pathlib.Path, lazy: bool) -> None:
+    """Read the ``.npy`` header alone and compare its claim with the file before loading."""
+    fmt = np.lib.format
+    with open(path, "rb") as fh:
+        version = fmt.read_magic(fh)
+        if version == (1, 0):
+            shape, _, dtype = fmt.read_array_header_1_0(fh)
+        else:
+            shape, _, dtype = fmt.read_array_header_2_0(fh)
+        offset = fh.tell()
+    if dtype.hasobject:
+        raise FormatError(f"{path.name} holds Python objects, not numbers: it is not read")
+    check_claim(path.name, shape, dtype, file_bytes=path.stat().st_size, offset=offset,
+                in_memory=not lazy)
+
+
 def read_npy(path: pathlib.Path, lazy: bool) -> RawRead:
     """Load an ``.npy`` array (memory-mapped when ``lazy``)."""
     try:
+        _check_header(path, lazy)
         data = np.load(path, mmap_mode="r" if lazy else None, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
+    except FormatError:
+        raise
+    except (ValueError, OSError, EOFError, SyntaxError) as exc:
         raise FormatError(f"cannot read {path.name} as a NumPy array: {exc}") from None
     if not isinstance(data, np.ndarray) or data.dtype.kind not in "biuf":
         kind = getattr(data, "dtype", type(data))

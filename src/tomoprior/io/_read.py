@@ -8,9 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataError, FormatError, GeometryError
+from ..errors import DataError, FormatError, GeometryError, TomopriorError
 from ..geometry import TiltGeometry, parse_tilt_axis
 from ._angles import SIDECAR_EXTENSIONS, find_mdoc, find_sidecar, read_angles, read_mdoc
+from ._budget import memory_budget, one_line
 from ._model import RawRead, TiltSeriesFile, is_lazy, no_angles_message
 from ._mrc import read_mrc
 from ._npy import read_npy
@@ -86,6 +87,7 @@ def read(
     *,
     angles: Any = None,
     lazy: bool | None = None,
+    angles_unit: str = "deg",
 ) -> TiltSeriesFile:
     """Open a tilt series and find its tilt angles, tilt axis and pixel size.
 
@@ -101,7 +103,11 @@ def read(
     lazy : bool, optional
         ``True`` memory-maps the file or wraps it in a dask array, ``False``
         reads it into memory, ``None`` (default) is lazy only for files larger
-        than :data:`LAZY_THRESHOLD_BYTES`.
+        than :data:`LAZY_THRESHOLD_BYTES` or than the memory that is free.
+    angles_unit : {"deg", "rad"}
+        Unit of the angles found with the file or given by ``angles``.
+        Angles that look like radians (all within ±1.6 and spanning more
+        than 0.5) when read as degrees get a warning.
 
     Returns
     -------
@@ -112,10 +118,12 @@ def read(
     Raises
     ------
     FormatError
-        Missing file, unknown extension, unreadable file, or data that is not
-        a 3D stack of images.
+        Missing file, unknown extension, unreadable file, a header that
+        claims more data than the file holds, or data that is not a 3D stack
+        of images. Whatever goes wrong inside a file library is reported as
+        this one error with the file's name (never a library traceback).
     DataError
-        An empty stack.
+        An empty stack, or one that cannot fit in memory when ``lazy=False``.
     GeometryError
         Angles given by ``angles`` that are invalid or whose count differs
         from the number of images.
@@ -129,8 +137,25 @@ def read(
     Angles found with the file that do not fit it are reported in
     ``warnings`` and the file opens without geometry.
     """
+    if angles_unit not in ("deg", "rad"):
+        raise FormatError(f"angles_unit must be 'deg' or 'rad', got {angles_unit!r}")
     path = pathlib.Path(path).expanduser()
+    try:
+        return _read(path, angles, lazy, angles_unit)
+    except TomopriorError:
+        raise
+    except MemoryError:
+        raise DataError(f"{path.name} does not fit in memory: crop or bin it first") from None
+    except RecursionError:
+        raise FormatError(f"cannot read {path.name}: its metadata are nested too deeply") from None
+    except Exception as exc:  # any library's failure on a damaged file: one line, with the name
+        raise FormatError(f"cannot read {path.name}: {one_line(exc)}") from None
+
+
+def _read(path: pathlib.Path, angles: Any, lazy: bool | None, unit: str) -> TiltSeriesFile:
     name = path.name
+    if path.is_symlink() and not path.exists():
+        raise FormatError(f"{name} is a symbolic link to nothing (broken, or a loop of links)")
     if not path.exists():
         raise FormatError(f"file not found: {path}")
     if path.is_dir():
@@ -142,13 +167,16 @@ def read(
             + " ".join(SUPPORTED_EXTENSIONS)
         )
     if lazy is None:
-        lazy = path.stat().st_size > LAZY_THRESHOLD_BYTES
+        size = path.stat().st_size
+        lazy = size > LAZY_THRESHOLD_BYTES or size > memory_budget()
     raw = _READERS[ext](path, bool(lazy))
     data = _as_stack(raw.data, name)
     n = int(data.shape[0])
     _add_files_beside(raw, path)
     warnings = list(raw.warnings)
     metadata = dict(raw.metadata)
+    if metadata.get("mrc_volume_flag") and raw.angles is not None and ext != ".rec":
+        metadata["volume"] = False  # the MRC volume flag, but angles beside it: a tilt series
     try:
         axis = parse_tilt_axis(raw.tilt_axis) if raw.tilt_axis is not None else None
     except GeometryError:
@@ -159,15 +187,18 @@ def read(
     geometry, source = None, ""
     if angles is not None:
         found, source = _user_angles(angles)
+        found = _in_degrees(found, unit, source, warnings)
         geometry = _geometry(found, metadata["tilt_axis"], raw.pixel_size, source).validate(n)
     elif raw.angles is not None:
         source = raw.angle_source
+        found = _in_degrees(np.asarray(raw.angles, np.float64), unit, source, warnings)
         try:
-            geometry = _geometry(raw.angles, metadata["tilt_axis"], raw.pixel_size, source)
+            geometry = _geometry(found, metadata["tilt_axis"], raw.pixel_size, source)
             geometry.validate(n)
         except GeometryError as exc:
             warnings.append(f"the tilt angles from {source} do not fit {name}: {exc}")
             metadata["rejected_angle_source"], geometry = source, None
+            metadata["rejected_angles_reason"] = str(exc)
     if geometry is None and not metadata.get("volume"):
         warnings.append(no_angles_message(name))
     if not is_lazy(data) and np.dtype(data.dtype).kind == "f":
@@ -186,6 +217,23 @@ def read(
         metadata=metadata,
         warnings=warnings,
     )
+
+
+def looks_like_radians(angles: np.ndarray) -> bool:
+    """All angles within ±1.6 and spanning more than 0.5: radians read as degrees, surely."""
+    a = np.asarray(angles, np.float64)
+    return bool(a.size > 1 and np.all(np.abs(a) <= 1.6) and np.ptp(a) > 0.5)
+
+
+def _in_degrees(angles: np.ndarray, unit: str, source: str, warnings: list[str]) -> np.ndarray:
+    if unit == "rad":
+        return np.degrees(angles)
+    if looks_like_radians(angles):
+        warnings.append(
+            f"the tilt angles from {source} span only {angles.min():.3g} to {angles.max():.3g}°: "
+            "if they are in radians, convert them to degrees (the command line takes --angles-unit rad)"
+        )
+    return angles
 
 
 def _add_files_beside(raw: RawRead, path: pathlib.Path) -> None:

@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import FormatError
+from ..errors import FormatError, TomopriorError
 from ._angles import angles_from_text
+from ._budget import check_claim, one_line
 from ._common import to_nm
 from ._model import RawRead
 
@@ -179,14 +180,20 @@ def _axis(signal: dict, index: int) -> dict:
 
 
 def _read_one(reader: Callable, path: pathlib.Path, lazy: bool) -> dict:
+    """The image signal of one file, read lazily first so its size is checked before loading."""
+    fmt = _FORMAT.get(path.suffix.lower(), "")
     try:
-        signals = reader(str(path), lazy=lazy)
-    except FormatError:
+        signal = _pick_image(list(reader(str(path), lazy=True) or []), path)
+        data = signal["data"]
+        check_claim(path.name, data.shape, data.dtype, file_bytes=path.stat().st_size,
+                    compressed=path.suffix.lower() == ".emd", in_memory=not lazy)
+        if not lazy:
+            signal["data"] = np.asarray(data)
+    except TomopriorError:
         raise
     except Exception as exc:  # readers raise many kinds on a bad file
-        fmt = _FORMAT.get(path.suffix.lower(), "")
-        raise FormatError(f"cannot read {path.name} as {fmt}: {exc}") from None
-    return _pick_image(list(signals or []), path)
+        raise FormatError(f"cannot read {path.name} as {fmt}: {one_line(exc)}") from None
+    return signal
 
 
 def read_rsciio(path: pathlib.Path, lazy: bool) -> RawRead:
@@ -229,7 +236,7 @@ def _title(signal: dict) -> str:
 
 
 def _read_series(reader: Callable, files: list[pathlib.Path], lazy: bool) -> RawRead:
-    signals = [_read_one(reader, p, lazy) for p in files]
+    signals = [_read_one(reader, p, True) for p in files]
     shape = signals[0]["data"].shape
     for p, s in zip(files, signals):
         if s["data"].shape != shape:
@@ -237,12 +244,12 @@ def _read_series(reader: Callable, files: list[pathlib.Path], lazy: bool) -> Raw
                 f"{p.name} has shape {s['data'].shape}, unlike {files[0].name} {shape}: "
                 "the images of a numbered series must all have the same size"
             )
-    if lazy:
-        import dask.array as da
+    import dask.array as da
 
-        data = da.stack([da.asarray(s["data"]) for s in signals])
-    else:
-        data = np.stack([np.asarray(s["data"]) for s in signals])
+    data = da.stack([da.asarray(s["data"]) for s in signals])
+    if not lazy:
+        check_claim(f"the series {files[0].name} …", data.shape, data.dtype, file_bytes=None)
+        data = np.asarray(data)
     last = _axis(signals[0], len(shape) - 1)
     ext = files[0].suffix.lower()
     raw = RawRead(data=data, pixel_size=to_nm(last.get("scale"), last.get("units")))

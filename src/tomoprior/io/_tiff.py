@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 import tifffile
 
-from ..errors import FormatError
+from ..errors import FormatError, TomopriorError
 from ._angles import angles_from_labels, angles_from_text
+from ._budget import MAX_METADATA_CHARS, check_claim, one_line
 from ._common import PROVENANCE_KEY, dumps, to_nm, unit_factor_to_nm
 from ._model import RawRead
 
@@ -32,12 +33,14 @@ def read_tiff(path: pathlib.Path, lazy: bool) -> RawRead:
             ij = tif.imagej_metadata or {}
             ome = tif.ome_metadata if tif.is_ome else None
             shape, dtype, n_pages = series.shape, series.dtype, len(series.pages)
+            check_claim(path.name, shape, dtype, file_bytes=path.stat().st_size,
+                        compressed=getattr(page, "compression", 1) != 1, in_memory=not lazy)
             pixel = _imagej_pixel_size(page, ij) or _ome_pixel_size(ome) or _tiff_pixel_size(page)
             data = None if lazy else series.asarray()
-    except FormatError:
+    except TomopriorError:
         raise
     except Exception as exc:  # tifffile raises many kinds on a damaged file
-        raise FormatError(f"cannot read {path.name} as TIFF: {exc}") from None
+        raise FormatError(f"cannot read {path.name} as TIFF: {one_line(exc)}") from None
     if lazy:
         data = _lazy(path, shape, dtype, n_pages)
     raw = RawRead(data=data, pixel_size=pixel, metadata={"format": "TIFF"})
@@ -149,11 +152,11 @@ def _ome_annotation(ome: str | None) -> str | None:
 
 def _provenance_from(ij: dict) -> dict | None:
     info = ij.get("Info")
-    if not isinstance(info, str) or PROVENANCE_KEY not in info:
+    if not isinstance(info, str) or PROVENANCE_KEY not in info or len(info) > MAX_METADATA_CHARS:
         return None
     try:
         value = json.loads(info).get(PROVENANCE_KEY)
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):  # deeply nested JSON: not ours
         return None
     return value if isinstance(value, dict) else None
 
