@@ -16,15 +16,15 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import FormatError, MemoryBudgetError
+from ..errors import FormatError, MemoryBudgetError, logger
 
 __all__ = [
     "available_memory",
     "check_claim",
     "human_bytes",
     "memory_budget",
-    "one_line",
     "read_capped_text",
+    "unreadable",
 ]
 
 #: environment variable that sets the memory budget in bytes (``2G``, ``512M`` also work)
@@ -46,13 +46,18 @@ def human_bytes(n: float) -> str:
     return f"{n:.3g} PiB"  # pragma: no cover
 
 
-def one_line(exc: BaseException, limit: int = 160) -> str:
-    """The first line of a library's exception text, shortened: what a user may be shown."""
-    lines = str(exc).strip().splitlines()
-    text = lines[0].strip() if lines else ""
-    if not text:
-        return type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def unreadable(name: str, fmt: str, exc: BaseException) -> FormatError:
+    """The one line for a file a library could not read; its own words go to the log.
+
+    The operating system's reasons (no permission, an I/O error) are told
+    as they are; a parser's complaint (``unpack requires a buffer of 4
+    bytes``) means nothing to a microscopist and is replaced.
+    """
+    if isinstance(exc, OSError) and getattr(exc, "strerror", None):
+        return FormatError(f"cannot read {name}: {exc.strerror}")
+    logger.debug("reading %s as %s failed", name, fmt, exc_info=exc)
+    what = f"{'an' if fmt[0] in 'AEIOU' else 'a'} {fmt} file" if fmt else "a file tomoprior reads"
+    return FormatError(f"cannot read {name}{' as ' + fmt if fmt else ''}: it is damaged or not {what}")
 
 
 def _parse_size(text: str) -> int | None:

@@ -15,8 +15,8 @@ from typing import Any
 import mrcfile
 import numpy as np
 
-from ..errors import FormatError
-from ._budget import check_claim
+from ..errors import FormatError, TomopriorError
+from ._budget import check_claim, unreadable
 from ._common import PROVENANCE_KEY, read_json_sidecar, to_nm
 from ._model import RawRead
 
@@ -99,7 +99,7 @@ def _check_header(path: pathlib.Path, lazy: bool) -> None:
         if mode in _MODE_DTYPE:
             break
     if mode not in _MODE_DTYPE:
-        raise FormatError(f"cannot read {path.name} as MRC: unknown data mode {mode}")
+        raise FormatError(f"cannot read {path.name} as MRC: it is damaged or not an MRC file (data mode {mode})")
     if min(nx, ny, nz) < 1 or nsymbt < 0:
         raise FormatError(f"cannot read {path.name} as MRC: damaged header (size {nx} × {ny} × {nz})")
     row = (nx + 1) // 2 if mode == 101 else nx  # 4-bit rows are padded to whole bytes
@@ -138,10 +138,10 @@ def read_mrc(path: pathlib.Path, lazy: bool) -> RawRead:
                 voxel = float(mrc.voxel_size.x)
                 labels = list(mrc.get_labels())
                 ispg = int(header.ispg)
-    except FormatError:
+    except TomopriorError:
         raise
     except (ValueError, OSError, EOFError) as exc:
-        raise FormatError(f"cannot read {path.name} as MRC: {exc}") from None
+        raise unreadable(path.name, "MRC", exc) from None
     if not data.dtype.isnative and not lazy:
         data = data.astype(data.dtype.newbyteorder("="))
     pixel = to_nm(voxel, "Å") or info.get("fei_pixel_size_nm")

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import FormatError
-from ._budget import check_claim
+from ..errors import FormatError, TomopriorError
+from ._budget import check_claim, unreadable
 from ._common import PROVENANCE_KEY, json_sidecar, read_json_sidecar, to_nm
 from ._model import RawRead
 
@@ -36,10 +36,10 @@ def read_npy(path: pathlib.Path, lazy: bool) -> RawRead:
     try:
         _check_header(path, lazy)
         data = np.load(path, mmap_mode="r" if lazy else None, allow_pickle=False)
-    except FormatError:
+    except TomopriorError:
         raise
     except (ValueError, OSError, EOFError, SyntaxError) as exc:
-        raise FormatError(f"cannot read {path.name} as a NumPy array: {exc}") from None
+        raise unreadable(path.name, "NumPy .npy", exc) from None
     if not isinstance(data, np.ndarray) or data.dtype.kind not in "biuf":
         kind = getattr(data, "dtype", type(data))
         raise FormatError(f"{path.name} does not hold a numeric image stack (found {kind})")

@@ -11,7 +11,7 @@ import numpy as np
 from ..errors import DataError, FormatError, GeometryError, TomopriorError
 from ..geometry import TiltGeometry, parse_tilt_axis
 from ._angles import SIDECAR_EXTENSIONS, find_mdoc, find_sidecar, read_angles, read_mdoc
-from ._budget import memory_budget, one_line
+from ._budget import memory_budget, unreadable
 from ._model import RawRead, TiltSeriesFile, is_lazy, no_angles_message
 from ._mrc import read_mrc
 from ._npy import read_npy
@@ -149,7 +149,7 @@ def read(
     except RecursionError:
         raise FormatError(f"cannot read {path.name}: its metadata are nested too deeply") from None
     except Exception as exc:  # any library's failure on a damaged file: one line, with the name
-        raise FormatError(f"cannot read {path.name}: {one_line(exc)}") from None
+        raise unreadable(path.name, "", exc) from None
 
 
 def _read(path: pathlib.Path, angles: Any, lazy: bool | None, unit: str) -> TiltSeriesFile:

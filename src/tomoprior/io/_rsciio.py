@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import FormatError, TomopriorError
 from ._angles import angles_from_text
-from ._budget import check_claim, one_line
+from ._budget import check_claim, unreadable
 from ._common import to_nm
 from ._model import RawRead
 
@@ -192,7 +192,7 @@ def _read_one(reader: Callable, path: pathlib.Path, lazy: bool) -> dict:
     except TomopriorError:
         raise
     except Exception as exc:  # readers raise many kinds on a bad file
-        raise FormatError(f"cannot read {path.name} as {fmt}: {one_line(exc)}") from None
+        raise unreadable(path.name, fmt, exc) from None
     return signal
 
 

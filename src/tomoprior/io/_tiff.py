@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
+import logging
 import pathlib
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -13,17 +16,34 @@ import tifffile
 
 from ..errors import FormatError, TomopriorError
 from ._angles import angles_from_labels, angles_from_text
-from ._budget import MAX_METADATA_CHARS, check_claim, one_line
+from ._budget import MAX_METADATA_CHARS, check_claim, unreadable
 from ._common import PROVENANCE_KEY, dumps, to_nm, unit_factor_to_nm
 from ._model import RawRead
 
 __all__ = ["read_tiff", "tiff_provenance", "write_tiff"]
 
 
+@contextlib.contextmanager
+def _quiet_tifffile() -> Iterator[list[str]]:
+    """tifffile logs its complaints; they are gathered here, never printed."""
+    heard: list[str] = []
+
+    def keep(record: logging.LogRecord) -> bool:
+        heard.append(record.getMessage())
+        return False
+
+    log = logging.getLogger("tifffile")
+    log.addFilter(keep)
+    try:
+        yield heard
+    finally:
+        log.removeFilter(keep)
+
+
 def read_tiff(path: pathlib.Path, lazy: bool) -> RawRead:
     """Read a TIFF stack, its pixel size and any tilt angles stored in it."""
     try:
-        with tifffile.TiffFile(path) as tif:
+        with _quiet_tifffile(), tifffile.TiffFile(path) as tif:
             series = tif.series[0]
             page = series.pages[0] if len(series.pages) else tif.pages[0]
             if getattr(page, "samplesperpixel", 1) > 1 and page.photometric in (2, 6):
@@ -33,6 +53,12 @@ def read_tiff(path: pathlib.Path, lazy: bool) -> RawRead:
             ij = tif.imagej_metadata or {}
             ome = tif.ome_metadata if tif.is_ome else None
             shape, dtype, n_pages = series.shape, series.dtype, len(series.pages)
+            announced = ij.get("images") if isinstance(ij.get("images"), int) else 0
+            if announced > max(1, int(np.prod(shape[:-2]))):
+                raise FormatError(
+                    f"{path.name} is truncated: its ImageJ header announces {announced} images "
+                    f"but the file holds {int(np.prod(shape[:-2]))}"
+                )
             check_claim(path.name, shape, dtype, file_bytes=path.stat().st_size,
                         compressed=getattr(page, "compression", 1) != 1, in_memory=not lazy)
             pixel = _imagej_pixel_size(page, ij) or _ome_pixel_size(ome) or _tiff_pixel_size(page)
@@ -40,7 +66,7 @@ def read_tiff(path: pathlib.Path, lazy: bool) -> RawRead:
     except TomopriorError:
         raise
     except Exception as exc:  # tifffile raises many kinds on a damaged file
-        raise FormatError(f"cannot read {path.name} as TIFF: {one_line(exc)}") from None
+        raise unreadable(path.name, "TIFF", exc) from None
     if lazy:
         data = _lazy(path, shape, dtype, n_pages)
     raw = RawRead(data=data, pixel_size=pixel, metadata={"format": "TIFF"})
