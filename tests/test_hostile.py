@@ -235,3 +235,35 @@ def test_read_turns_any_library_failure_into_one_format_error(tmp_path, monkeypa
     monkeypatch.setitem(_read._READERS, ".tif", deep)
     with pytest.raises(TomopriorError, match="nested too deeply"):
         io.read(tmp_path / "a.tif")
+
+
+def test_option_and_data_problems_give_one_line_before_any_work(tmp_path, capsys):
+    series = np.random.default_rng(0).random((7, 16, 16), dtype=np.float32)
+    g = TiltGeometry(angles=np.linspace(-60, 60, 7))
+    io.write_tilt_series(tmp_path / "s.tif", series, g)
+    io.write_tilt_series(tmp_path / "big.tif", series * np.float32(3e38), g)
+    os.symlink("loop2.tif", tmp_path / "loop1.tif")
+    os.symlink("loop1.tif", tmp_path / "loop2.tif")
+    base = ["reconstruct", str(tmp_path / "s.tif"), "--method", "wbp"]
+    cases = [
+        (base + ["-o", str(tmp_path / "a.tif"), "--tilt-start", "-60", "--tilt-step", "30"],
+         "ends at 120°"),
+        (["reconstruct", str(tmp_path / "big.tif"), "--method", "sirt", "-o",
+          str(tmp_path / "b.tif")], "too large for 32-bit"),
+        (base + ["-o", str(tmp_path / "loop1.tif")], "loop of symbolic links"),
+        (base[:3] + ["diptv", "-o", str(tmp_path / "c.tif"), "--param", "model=x.pt"],
+         "init='pretrained'"),
+    ]
+    for args, message in cases:
+        assert main(args) == 2, args
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], (args, err)
+    assert list(tmp_path.glob("[abc].*")) == []
+
+
+def test_non_ascii_output_name_writes_an_mrc(tmp_path, capsys):
+    series = np.random.default_rng(0).random((7, 16, 16), dtype=np.float32)
+    io.write_tilt_series(tmp_path / "s.tif", series, TiltGeometry(angles=np.linspace(-60, 60, 7)))
+    out = tmp_path / "größe_µm.mrc"
+    assert main(["reconstruct", str(tmp_path / "s.tif"), "-o", str(out), "--method", "wbp"]) == 0
+    assert io.read(out).shape == (16, 16, 16)

@@ -32,8 +32,10 @@ SIDECAR_SUFFIXES = (".json", ".rawtlt", ".tlt", ".mdoc", ".xf", ".txt")
 def _resolve(path: pathlib.Path) -> pathlib.Path:
     try:
         return path.expanduser().resolve()
-    except (RuntimeError, OSError) as exc:  # a symlink loop, or an unreadable link
-        raise FormatError(f"cannot use {path}: {exc}") from None
+    except RuntimeError:  # Python < 3.13 reports a loop of links this way
+        raise FormatError(f"cannot use {path}: it is a loop of symbolic links") from None
+    except OSError as exc:  # a loop (3.13+) or an unreadable link
+        raise FormatError(f"cannot use {path}: {exc.strerror or 'an unreadable link'}") from None
 
 
 def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:

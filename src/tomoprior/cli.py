@@ -85,6 +85,11 @@ def _read(args: argparse.Namespace):
     if (start is None) != (step is None):
         raise _Exit("give both --tilt-start and --tilt-step")
     if start is not None:
+        n = int(f.data.shape[0])
+        end = start + step * (n - 1)
+        if abs(end) > 90:
+            raise _Exit(f"--tilt-start {start:g} --tilt-step {step:g} for {n} images ends at "
+                        f"{end:g}°, beyond ±90°: check the start and step")
         f = f.with_start_step(start, step)
     return f
 

@@ -112,6 +112,10 @@ def _is_dask(a: Any) -> bool:
     return type(a).__module__.startswith("dask.")
 
 
+#: larger values overflow float32 once projected and summed (its limit is 3.4e38)
+_LARGEST = 1e30
+
+
 def _check_finite(data: np.ndarray) -> None:
     bad = ~np.isfinite(data)
     if bad.any():
@@ -119,6 +123,12 @@ def _check_finite(data: np.ndarray) -> None:
         raise DataError(
             f"the tilt series contains {int(bad.sum())} NaN or infinite values "
             f"(in images {tilts}); fix or crop them before reconstructing"
+        )
+    peak = float(np.abs(data).max()) if data.size else 0.0
+    if peak > _LARGEST:
+        raise DataError(
+            f"the tilt series holds values up to {peak:.3g}, too large for 32-bit arithmetic: "
+            "rescale it (divide by a constant) before reconstructing"
         )
 
 

@@ -79,9 +79,8 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
         raise ModelError(f"model file not found: {path}")
     try:
         blob: Any = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle, zip or torch errors: all mean "not a model file"
-        raise ModelError(f"{path.name} is not a readable tomoprior model file "
-                         f"({type(exc).__name__})") from None
+    except Exception:  # pickle, zip or torch errors: all mean "not a model file"
+        raise ModelError(f"{path.name} is not a readable tomoprior model file") from None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise ModelError(f"{path.name} is not a tomoprior restoration model")
     if blob.get("format_version") != FORMAT_VERSION:

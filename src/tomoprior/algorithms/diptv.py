@@ -492,6 +492,8 @@ def diptv(
                       mode=mode, channels=parse_channels(channels), in_channels=in_channels,
                       batch_slices=batch_slices, val_fraction=val_fraction, ema=ema, amp=amp,
                       init=init, model=model)
+    if model and init != "pretrained":
+        raise ParameterError("model is used only with init='pretrained': add --param init=pretrained")
     if init == "pretrained" and mode != "2d":
         raise ParameterError("init='pretrained' needs mode='2d' (the trained network is 2D)")
     problem = Problem.build(A, y, mask, seed)

@@ -209,8 +209,9 @@ def write_mrc(
             if pixel_size_nm:
                 mrc.voxel_size = pixel_size_nm * 10.0  # nm -> Å
             mrc.update_header_stats()
-            for label in labels:
-                mrc.add_label(label[:80])
+            for label in labels:  # MRC labels are 80 printable ASCII characters
+                text = "".join(c if " " <= c <= "~" else "?" for c in label)
+                mrc.add_label(text[:80])
     except (ValueError, OSError) as exc:
         raise FormatError(f"cannot write {path}: {exc}") from None
 
