@@ -314,3 +314,21 @@ def test_a_broken_model_file_is_one_notification(widget, qtbot, notes, tmp_path)
     errors = notes.errors()
     assert errors and "broken.pt is not a readable tomoprior model file" in errors[-1]
     assert "\n" not in errors[-1]
+
+
+@pytest.mark.parametrize("slices", [1, 2, 3, 4])
+def test_thin_slabs_show_as_volumes_not_colour_images(widget, qtbot, notes, slices):
+    """A slab 3 or 4 slices thick once made napari guess an RGB image and fail."""
+    w, viewer = widget, widget.viewer
+    t = w.tilt
+    t.binning.setCurrentIndex(0)  # napari guesses colour when the other sides exceed 30 px
+    t.slab_check.setChecked(True)
+    t.slab_from.setValue(8)
+    t.slab_to.setValue(8 + slices)
+    w.method_panel.set_method("wbp")
+    w.run_button.click()
+    qtbot.waitUntil(lambda: not w.controller.busy, timeout=60_000)
+    (out,) = results(viewer)
+    assert out.data.shape == (32, 32, slices) and not out.rgb
+    assert out.axis_labels == ("z", "y", "x")
+    assert notes.errors() == []

@@ -102,6 +102,8 @@ def tilt_series_layer_data(data: Any, metadata: dict[str, Any], name: str) -> La
         "scale": (1.0, ps, ps),
         "metadata": metadata,
         "colormap": "gray",
+        "rgb": False,
+        "axis_labels": ("tilt", "y", "x"),
     }
     return (data, kwargs, "image")
 
@@ -114,6 +116,8 @@ def volume_layer_data(data: Any, metadata: dict[str, Any], name: str) -> LayerDa
         "scale": (ps, ps, ps),
         "metadata": metadata,
         "colormap": "gray",
+        "rgb": False,  # a volume 3 or 4 slices thick is not a colour image
+        "axis_labels": ("z", "y", "x"),
     }
     return (data, kwargs, "image")
 

@@ -347,7 +347,8 @@ class AlignmentWidget(ScrollHost):
         scale = tuple(layer.scale[:-2]) + tuple(s * b for s in layer.scale[-2:])
         self.aligned.show(al.aligned, name=f"{layer.name} aligned", scale=scale,
                           translate=tuple(layer.translate),
-                          metadata=aligned_metadata(layer.metadata, al, layer.name))
+                          metadata=aligned_metadata(layer.metadata, al, layer.name),
+                          axis_labels=("tilt", "y", "x"))
         self.plot.set_shifts(al.found.angles, al.found.shifts)
         self.summary.setText(summary(al))
         self.save_button.setEnabled(True)

@@ -65,4 +65,5 @@ def add_difference_layer(viewer: Any, layer: Any, reference: Any, label: str = "
         colormap=_colormap(),
         contrast_limits=(-lim, lim),
         metadata=md,
+        rgb=False,
     )

@@ -47,8 +47,14 @@ class LiveLayer:
         scale: Sequence[float],
         translate: Sequence[float] = (0.0, 0.0, 0.0),
         metadata: dict | None = None,
+        axis_labels: Sequence[str] | None = None,
     ) -> Any:
-        """Put ``volume`` on screen; returns the layer."""
+        """Put ``volume`` on screen; returns the layer.
+
+        ``axis_labels`` default to ``("z", "y", "x")`` for 3D data.
+        """
+        if axis_labels is None and np.ndim(volume) == 3:
+            axis_labels = ("z", "y", "x")
         self._updating = True
         try:
             if not self.alive:
@@ -59,6 +65,8 @@ class LiveLayer:
                     translate=tuple(translate),
                     metadata=dict(metadata or {}),
                     colormap="gray",
+                    rgb=False,  # a slab 3 or 4 slices thick is not a colour image
+                    **({} if axis_labels is None else {"axis_labels": tuple(axis_labels)}),
                 )
                 self._connect(self.layer)
             else:
