@@ -246,12 +246,12 @@ def test_option_and_data_problems_give_one_line_before_any_work(tmp_path, capsys
     os.symlink("loop1.tif", tmp_path / "loop2.tif")
     base = ["reconstruct", str(tmp_path / "s.tif"), "--method", "wbp"]
     cases = [
-        (base + ["-o", str(tmp_path / "a.tif"), "--tilt-start", "-60", "--tilt-step", "30"],
+        ([*base, "-o", str(tmp_path / "a.tif"), "--tilt-start", "-60", "--tilt-step", "30"],
          "ends at 120°"),
         (["reconstruct", str(tmp_path / "big.tif"), "--method", "sirt", "-o",
           str(tmp_path / "b.tif")], "too large for 32-bit"),
-        (base + ["-o", str(tmp_path / "loop1.tif")], "loop of symbolic links"),
-        (base[:3] + ["diptv", "-o", str(tmp_path / "c.tif"), "--param", "model=x.pt"],
+        ([*base, "-o", str(tmp_path / "loop1.tif")], "loop of symbolic links"),
+        ([*base[:3], "diptv", "-o", str(tmp_path / "c.tif"), "--param", "model=x.pt"],
          "init='pretrained'"),
     ]
     for args, message in cases:

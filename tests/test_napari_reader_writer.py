@@ -155,3 +155,24 @@ def test_writer_error_is_a_notification(tmp_path, notes):
     out = write_image_layer(str(tmp_path / "missing" / "x.tif"), vol, {"name": "v", "metadata": {}})
     assert out == []
     assert notes["error"] and "folder" in notes["error"][0]
+
+
+def test_reader_leaves_plain_pictures_to_napari(tmp_path):
+    import tifffile
+
+    rng = np.random.default_rng(0)
+    tifffile.imwrite(tmp_path / "photo.tif", rng.integers(0, 255, (40, 50, 3), np.uint8),
+                     photometric="rgb")
+    tifffile.imwrite(tmp_path / "single.tif", rng.random((40, 50), dtype=np.float32))
+    tifffile.imwrite(tmp_path / "stack.tif", rng.random((4, 40, 50), dtype=np.float32),
+                     photometric="minisblack")
+    np.save(tmp_path / "image.npy", rng.random((40, 50)))
+    np.save(tmp_path / "stack.npy", rng.random((4, 40, 50)))
+    assert get_reader(str(tmp_path / "photo.tif")) is None
+    assert get_reader(str(tmp_path / "single.tif")) is None
+    assert get_reader(str(tmp_path / "image.npy")) is None
+    assert get_reader(str(tmp_path / "stack.tif")) is read_files
+    assert get_reader(str(tmp_path / "stack.npy")) is read_files
+    assert get_reader([str(tmp_path / "stack.tif"), str(tmp_path / "photo.tif")]) is None
+    (tmp_path / "broken.tif").write_bytes(b"not a tiff")
+    assert get_reader(str(tmp_path / "broken.tif")) is read_files  # our message explains it

@@ -17,6 +17,8 @@ from __future__ import annotations
 import pathlib
 from collections.abc import Callable, Sequence
 
+import numpy as np
+
 from ..errors import TomopriorError
 from ._layers import (
     LayerData,
@@ -47,7 +49,39 @@ def get_reader(path: PathLike | Sequence[PathLike]) -> Callable | None:
     paths = _paths(path)
     if not paths or any(pathlib.Path(p).suffix.lower() not in SUPPORTED_EXTENSIONS for p in paths):
         return None
+    if not all(_may_be_stack(pathlib.Path(p)) for p in paths):
+        return None  # a plain 2D or colour picture: let napari's own readers take it
     return read_files
+
+
+def _may_be_stack(path: pathlib.Path) -> bool:
+    """False only for a TIFF or ``.npy`` known (from its header) to be one 2D or RGB image.
+
+    Formats of microscopes (MRC, DM, EMD, SER) are always claimed; a file
+    whose header cannot be read is claimed too, so that the user gets this
+    plugin's message about it.
+    """
+    ext = path.suffix.lower()
+    try:
+        if ext in (".tif", ".tiff"):
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                series = tif.series[0]
+                page = series.pages[0] if len(series.pages) else tif.pages[0]
+                colour = getattr(page, "photometric", None) in (2, 6) and page.samplesperpixel > 1
+                planes = int(np.prod(series.shape[:-2])) if len(series.shape) > 2 else 1
+                return not colour and planes > 1
+        if ext == ".npy":
+            with open(path, "rb") as fh:
+                version = np.lib.format.read_magic(fh)
+                read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                        else np.lib.format.read_array_header_2_0)
+                shape = read(fh)[0]
+            return len(shape) >= 3 and int(np.prod(shape[:-2])) > 1
+    except Exception:  # unreadable header: claim it and explain in read_files
+        return True
+    return True
 
 
 def layer_data_from_file(path: PathLike) -> LayerData:
