@@ -389,3 +389,26 @@ def test_json_summary_is_strict(series_file, tmp_path, capsys):
                  "--json"]) == 0
     line = capsys.readouterr().out.strip().splitlines()[-1]
     json.loads(line, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
+
+
+@pytest.mark.parametrize("save", [False, True])
+def test_ctrl_c_writes_nothing_unless_asked(series_file, tmp_path, monkeypatch, capsys, save):
+    from tomoprior import run as run_module
+
+    path, _, _ = series_file
+    out = tmp_path / "v.tif"
+    real = run_module.Reconstruction.__next__
+    calls = []
+
+    def interrupted_after_one(self):
+        calls.append(1)
+        if len(calls) > 1:
+            raise KeyboardInterrupt
+        return real(self)
+
+    monkeypatch.setattr(run_module.Reconstruction, "__next__", interrupted_after_one)
+    extra = ["--save-interrupted"] if save else []
+    assert _reconstruct(path, out, *extra) == 130
+    assert out.exists() == save
+    err = capsys.readouterr().err
+    assert ("last iterate kept" in err) == save and ("nothing written" in err) != save

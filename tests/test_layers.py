@@ -46,6 +46,8 @@ RULES = [
                   "tomoprior.training", "tomoprior.cli")),
     ("training", ("tomoprior._napari", "tomoprior._qt", "tomoprior.cli")),
     ("_napari", ("tomoprior._qt",)),
+    ("cancel", ("tomoprior.algorithms", "tomoprior.alignment", "tomoprior.run", "tomoprior.io",
+                "tomoprior._napari", "tomoprior._qt", "tomoprior.cli")),
 ]
 
 

@@ -295,7 +295,7 @@ def test_restore_streams_the_base_then_the_restored_volume(widget, qtbot, notes)
     w.run_button.click()
     qtbot.waitUntil(lambda: not w.controller.busy, timeout=60_000)
     assert w.controller.state.value == "done", w.progress.status.text()
-    assert phases[0] == "base" and phases[-1] == "restore"
+    assert phases[:2] == ["preview", "base"] and phases[-1] == "restore"
     (out,) = results(viewer)
     assert out.data.shape == (32, 32, 32) and np.isfinite(out.data).all()
     prov = out.metadata["provenance"]

@@ -278,6 +278,10 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         rec.close()
     finally:
         bar.finish()
+    if interrupted and not args.save_interrupted:
+        print("tomoprior: interrupted: nothing written (--save-interrupted keeps the last "
+              "iterate)", file=sys.stderr)
+        return 130
     if last is None:
         raise _Exit("interrupted before the first result" if interrupted else "no result produced")
     prov = rec.provenance()
@@ -568,6 +572,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_WHOLE, default=0)
     p.add_argument("--chunk", type=_COUNT, metavar="N", help="reconstruct in slabs of N slices")
     p.add_argument("--align", action="store_true", help="align the series first")
+    p.add_argument("--save-interrupted", action="store_true",
+                   help="on Ctrl-C or SIGTERM, write the last iterate instead of nothing")
     p.add_argument("--align-method", choices=["xcorr", "com", "pm"], default="xcorr",
                    help="alignment method with --align (default xcorr)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
@@ -646,7 +652,8 @@ EXIT_STATUS = """exit status:
   2    a problem with the input, the options or the run (a bad file, a wrong angle
        count, a parameter out of range, a diverged run, out of memory): one line
        on stderr saying what to change, never a traceback
-  130  interrupted (Ctrl-C); reconstruct keeps the last iterate
+  130  interrupted (Ctrl-C or SIGTERM): nothing is written, unless reconstruct
+       was given --save-interrupted (then the last iterate is)
   other  a bug in tomoprior: the traceback is printed; please report it"""
 
 

@@ -27,6 +27,7 @@ import torch
 
 from . import __version__
 from .algorithms import Method, get_method
+from .cancel import StopRequested
 from .device import resolve_device
 from .errors import DataError, GeometryError, MemoryBudgetError, ParameterError
 from .geometry import Selection, TiltGeometry
@@ -317,6 +318,7 @@ class Reconstruction(Iterator[Step]):
         self.finished = False
         self.stopped = False
         self._x0 = x0
+        self.preview = False
         self._chunks = _chunks(prepared.volume_shape[1], chunk, overlap)
         self._gen = self._steps()
         self._started = _dt.datetime.now(_dt.timezone.utc)
@@ -332,6 +334,10 @@ class Reconstruction(Iterator[Step]):
         except StopIteration:
             self.finished = True
             raise
+        except StopRequested:  # cancel.checkpoint() in an inner loop: a stop, not an error
+            self.stopped = True
+            self._gen.close()
+            raise StopIteration from None
         finally:
             self.seconds += time.perf_counter() - t0
         self.last = step
@@ -373,8 +379,13 @@ class Reconstruction(Iterator[Step]):
         z, ny, nu = p.volume_shape
         full = np.zeros((z, ny, nu), np.float32) if len(self._chunks) > 1 else None
         x0c = None if self._x0 is None else self._canonical_x0(self._x0)
+        whole = None
+        if self.preview and m.name != "wbp" and len(self._chunks) == 1 and x0c is None:
+            whole = make_projector(p.geometry.angles, (z, ny, nu), nu, backend=self.backend,
+                                   device=self.device)
+            yield self._preview(whole)
         for ci, (s, e, os_, oe) in enumerate(self._chunks):
-            A = make_projector(
+            A = whole if whole is not None else make_projector(
                 p.geometry.angles, (z, oe - os_, nu), nu, backend=self.backend, device=self.device
             )
             kwargs: dict[str, Any] = dict(self.params)
@@ -396,6 +407,22 @@ class Reconstruction(Iterator[Step]):
                     yield replace(step, volume=vol, chunk=chunk)
             finally:
                 gen.close()
+
+    def _preview(self, A: Any) -> Step:
+        """A filtered backprojection of the whole volume, shown while the method sets up.
+
+        It costs a fraction of a second where a λ search, a warm start or a
+        network's first epoch take many; its step says ``phase="preview"``
+        so no one mistakes it for the method's result.
+        """
+        from .algorithms import get_method
+
+        p = self.prepared
+        step = None
+        for step in get_method("wbp").function(A, self._slab_data(0, p.volume_shape[1])):
+            pass
+        assert step is not None
+        return replace(step, iteration=0, loss=None, total=None, phase="preview", resume=None)
 
     def _steps(self) -> Iterator[Step]:
         gen = self.canonical_steps()
@@ -540,6 +567,7 @@ def run(
     chunk: int | None = None,
     overlap: int | None = None,
     source: str | None = None,
+    preview: bool = False,
     **params: Any,
 ) -> Reconstruction:
     """Reconstruct ``tilt_series`` with ``method``, streaming Steps.
@@ -574,8 +602,20 @@ def run(
         Fraction of detector pixels held out of the fit for validation.
     chunk, overlap : int, optional
         Reconstruct in slabs of ``chunk`` y-slices with ``overlap`` halo.
+    source : str, optional
+        Where the series came from (recorded in the provenance).
+    preview : bool
+        Yield first a filtered backprojection with ``phase="preview"``
+        (``iteration=0``, no loss) while an iterative method sets up: the
+        widgets show a picture within a second whatever the method.
     **params
         Method parameters (strings are parsed, values range-checked).
+
+    Notes
+    -----
+    A stop requested through :func:`tomoprior.cancel.stop_when` ends the
+    iteration at the next inner-loop check (``rec.stopped``, the last
+    volume kept in ``rec.last``).
     """
     m = get_method(method)
     resolved = m.resolve(params)
@@ -601,6 +641,7 @@ def run(
         overlap=ov, source=source,
     )
     rec.resume_state = resume
+    rec.preview = bool(preview)
     return rec
 
 

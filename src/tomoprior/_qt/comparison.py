@@ -274,6 +274,7 @@ class ComparisonWidget(ScrollHost):
                     heldout=HELDOUT,
                     seed=SEED,
                     source=source,
+                    preview=True,
                     **kwargs,
                     **params,
                 )

@@ -30,6 +30,7 @@ from typing import Any
 
 from qtpy.QtCore import QObject, QTimer, Signal
 
+from ..cancel import StopRequested, stop_when
 from ..step import Step
 from .messages import user_message
 
@@ -204,17 +205,19 @@ class RunController(QObject):
                 return
             rec = None
             try:
-                rec = job.make()
-                t0 = time.perf_counter()
-                yield JobStarted(i, job, rec)
-                for st in rec:
-                    yield JobStep(i, st, time.perf_counter() - t0)
-                    if stop.is_set():
-                        break
+                with stop_when(stop):  # inner loops check it: Stop acts within a second
+                    rec = job.make()
+                    t0 = time.perf_counter()
+                    yield JobStarted(i, job, rec)
+                    for st in rec:
+                        yield JobStep(i, st, time.perf_counter() - t0)
+                        if stop.is_set():
+                            break
                 stopped = not rec.finished
                 rec.close()
                 results, error = {}, ""
-                if job.evaluate is not None and rec.last is not None:
+                shown = rec.last is not None and rec.last.phase != "preview"
+                if job.evaluate is not None and shown:  # a preview is not the method's result
                     try:
                         results = job.evaluate(rec)
                     except Exception as exc:
@@ -336,8 +339,9 @@ class TaskRunner(QObject):
 
         def work() -> TaskOutcome:
             try:
-                result = fn(progress)
-            except TaskCancelled:
+                with stop_when(cancel):
+                    result = fn(progress)
+            except (TaskCancelled, StopRequested):
                 return TaskOutcome(RunState.STOPPED)
             except Exception as exc:
                 msg = user_message(exc, device=device, what=what)

@@ -95,7 +95,7 @@ class RunProgress(QWidget):
         self.status.setText(f"{text} {message}".strip())
 
     def stopping(self) -> None:
-        self.status.setText("Stopping after the current step…")
+        self.status.setText("Stopping…")
 
     # -- text ---------------------------------------------------------------------------
     def _refresh(self) -> None:

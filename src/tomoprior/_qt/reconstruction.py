@@ -116,6 +116,7 @@ class ReconstructionWidget(ScrollHost):
                 every=every,
                 device=device,
                 source=source,
+                preview=True,
                 **kwargs,
                 **params,
             )

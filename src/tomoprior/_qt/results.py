@@ -16,7 +16,9 @@ def layer_name(
     label: str, step: Step | None, series: str, state: str = "running", iterative: bool = True
 ) -> str:
     """E.g. ``"SIRT [it 40/100] needle_haadf"``; one-shot methods have no count."""
-    if step is None or not iterative:
+    if step is not None and step.phase == "preview":
+        core = f"{label} [preview: WBP]"
+    elif step is None or not iterative:
         core = label
     elif state == "stopped":
         total = f"/{step.total}" if step.total else ""

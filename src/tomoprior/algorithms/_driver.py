@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..cancel import checkpoint
 from ..errors import DivergedError, ParameterError
 from ..operators.base import Projector
 from ..step import SCALAR_TYPES, ResumeState, Step
@@ -166,6 +167,7 @@ def iterate(
             yield from solver.setup(problem, x0, start)
         ks = range(1, iterations + 1) if iterations > 0 else (0,)
         for k in ks:
+            checkpoint()
             if k > 0:
                 value = solver.update(k)
                 if value is not None and not math.isfinite(value):

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from .._atomic import replacing
+from ..cancel import checkpoint
 from ..errors import ModelError
 from ._unetpp import NestedUNet
 
@@ -117,6 +118,7 @@ def restore_volume(net: torch.nn.Module, base: torch.Tensor | np.ndarray, scale:
     z, ny, nx = vol.shape
     out = torch.empty((z, ny, nx), dtype=torch.float32)
     for i in range(0, ny, batch):
+        checkpoint()
         sl = vol[:, i:i + batch].permute(1, 0, 2)[:, None].to(p.device, p.dtype) / scale
         sl = sl.contiguous(memory_format=torch.channels_last)
         out[:, i:i + batch] = (net(sl)[:, 0] * scale).permute(1, 0, 2).float().cpu()

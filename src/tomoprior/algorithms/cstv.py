@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..cancel import checkpoint
 from ..errors import ParameterError
 from ..operators.base import Projector
 from ..step import ResumeState, Step
@@ -102,6 +103,7 @@ def _pdhg(
     ax, gx = A(x), grad3(x) * s
     atp = A.T(p)
     for k in range(1, iterations + 1):
+        checkpoint()  # a λ search runs many of these between two pictures
         x_old, atp_old, ax_old, gx_old = x, atp, ax, gx
         # primal step: x <- prox(x - tau K^T [p; q])
         x = x - tau * (atp - s * div3(q))

@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..cancel import checkpoint
 from ..operators.base import Projector
 from ..operators.pose import PoseModel
 from ..step import Step
@@ -286,6 +287,7 @@ class _INR(Solver):
         tv = target.reshape(-1)
         self.fld.set_progress(1.0)
         for _k in range(200):
+            checkpoint()
             sel = torch.randint(0, len(vox), (min(65536, len(vox)),), generator=self.rng)
             sel = sel.to(self.p.device)
             self.opt.zero_grad(set_to_none=True)

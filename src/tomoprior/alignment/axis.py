@@ -48,6 +48,7 @@ import numpy as np
 import torch
 
 from ..algorithms.sirt import sirt
+from ..cancel import checkpoint
 from ..frames import (
     canonical_series,
     fix_reference,
@@ -206,6 +207,7 @@ def find_axis(
             sc = [start(d) for d in new]
             x0 = None
             for k in range(n_rounds + 1):
+                checkpoint()
                 data = [canonical_series(series, tilt_axis + d, s, b)[:, rows] for d, s in zip(new, sc)]
                 its = iterations if k == 0 and not quick else max(1, iterations // 2)
                 res, proj, x0 = consistency(data, angles, x0=x0, iterations=its, **opts)

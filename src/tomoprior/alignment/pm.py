@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from ..algorithms.sirt import sirt
+from ..cancel import checkpoint
 from ..frames import canonical_series
 from ..operators import make_projector
 from ..registration import register
@@ -104,6 +105,7 @@ def project_match(
     A = None
     opts = {"max_shift": 4.0, **register_options}
     for k in range(max(1, int(rounds))):
+        checkpoint()
         canon = canonical_series(series, tilt_axis, s, b)
         n, ny, nu = canon.shape
         if A is None:
