@@ -190,3 +190,22 @@ def test_messages():
     assert user_message(RuntimeError("CUDA out of memory")).startswith("Out of memory")
     assert user_message(KeyError("x")).startswith("Reconstruction failed (KeyError)")
     assert format_seconds(3.21) == "3.2 s" and format_seconds(125) == "2 min 05 s"
+
+
+def test_metrics_table_marks_the_best_value_and_says_which_way_is_better(qtbot):
+    from tomoprior._qt.metrics_table import COLUMNS, MetricsTable
+
+    t = MetricsTable()
+    qtbot.addWidget(t)
+    t.start_rows(["SIRT", "CS-TV", "DIP-TV"])
+    t.set_results(0, {"ssim": 0.80, "reprojection_residual": 0.10, "seconds": 3.0})
+    t.set_results(1, {"ssim": 0.90, "reprojection_residual": 0.12, "seconds": 9.0})
+    t.set_results(2, {"ssim": 0.90, "reprojection_residual": float("nan"), "seconds": 30.0})
+    col = {key: i for i, (key, *_r) in enumerate(COLUMNS)}
+    assert t.best_rows("ssim") == [1, 2] and t.best_rows("reprojection_residual") == [0]
+    bold = [t.item(r, col["ssim"]).font().bold() for r in range(3)]
+    assert bold == [False, True, True]
+    assert t.item(0, col["reprojection_residual"]).font().bold()
+    assert t.horizontalHeaderItem(col["ssim"]).text().endswith("↑")
+    assert "Lower is better" in t.horizontalHeaderItem(col["heldout_error"]).toolTip()
+    assert t.best_rows("heldout_error") == []  # no values: nothing to mark

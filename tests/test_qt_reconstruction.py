@@ -332,3 +332,13 @@ def test_thin_slabs_show_as_volumes_not_colour_images(widget, qtbot, notes, slic
     assert out.data.shape == (32, 32, slices) and not out.rgb
     assert out.axis_labels == ("z", "y", "x")
     assert notes.errors() == []
+
+
+def test_a_newly_opened_series_becomes_the_selected_layer(widget, tiny):
+    w, viewer = widget, widget.viewer
+    series, geom = tiny
+    assert w.tilt.layer().name == "tiny"
+    add_series(viewer, series[:, ::-1], geom.angles, name="second")
+    assert w.tilt.layer().name == "second"  # widgets see layers through napari's proxies
+    viewer.add_image(np.zeros((16, 16)), name="flat")  # a 2D picture does not take over
+    assert w.tilt.layer().name == "second"

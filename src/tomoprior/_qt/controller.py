@@ -48,6 +48,29 @@ __all__ = [
 ]
 
 
+_warmed = threading.Event()
+
+
+def warm_up_torch() -> None:
+    """Import in the background what torch imports on the first optimiser (once per process).
+
+    ``torch.optim.Adam`` imports ``torch._dynamo`` when first built: about
+    2 s of import that a run would otherwise spend after its preview,
+    uninterruptible by Stop. A widget starts this when it opens, so the
+    import is done before the user's first Run.
+    """
+    if _warmed.is_set():
+        return
+    _warmed.set()
+
+    def work() -> None:
+        import torch
+
+        torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))])
+
+    threading.Thread(target=work, name="tomoprior-warm-up", daemon=True).start()
+
+
 def _wait_idle(owner: Any, timeout: float) -> bool:
     """Process Qt events until ``owner.busy`` is false or ``timeout`` seconds pass."""
     from qtpy.QtWidgets import QApplication
@@ -156,6 +179,7 @@ class RunController(QObject):
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self._flush)
+        warm_up_torch()
 
     # -- public API ---------------------------------------------------------------
     @property

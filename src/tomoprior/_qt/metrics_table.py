@@ -51,15 +51,22 @@ COLUMNS: tuple[tuple[str, str, str, str], ...] = (
     ("seconds", "Time (s)", "Compute time of the method", "{:.1f}"),
 )
 
+#: which way is better for each figure: the best value of a column is shown in bold
+BETTER = {"reprojection_residual": "lower", "heldout_error": "lower", "ssim": "higher",
+          "psnr": "higher", "seconds": "lower"}
+_ARROW = {"lower": " ↓", "higher": " ↑"}
+
 
 class MetricsTable(QTableWidget):
     """``results[row]`` holds the numbers shown in ``row``."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(0, len(COLUMNS), parent)
-        for col, (_, header, tip, _) in enumerate(COLUMNS):
-            item = QTableWidgetItem(header)
-            item.setToolTip(tip)
+        for col, (key, header, tip, _) in enumerate(COLUMNS):
+            better = BETTER.get(key)
+            item = QTableWidgetItem(header + _ARROW.get(better, ""))
+            item.setToolTip(tip + (f". {better.capitalize()} is better; the best value is "
+                                   "in bold." if better else ""))
             self.setHorizontalHeaderItem(col, item)
         self.verticalHeader().setVisible(False)
         self.setEditTriggers(QAbstractItemView.NoEditTriggers)
@@ -103,6 +110,31 @@ class MetricsTable(QTableWidget):
             else:
                 text = fmt.format(value)
             self._set(row, col, text, note if note and key in ("ssim", "psnr") else tip)
+        self._mark_best()
+
+    def best_rows(self, key: str) -> list[int]:
+        """Rows holding the best value of ``key`` (ties included); none for a lone value."""
+        better = BETTER.get(key)
+        values = [(row, r.get(key)) for row, r in enumerate(self.results)]
+        values = [(row, float(v)) for row, v in values
+                  if isinstance(v, (int, float)) and math.isfinite(v)]
+        if better is None or len(values) < 2:
+            return []
+        pick = min if better == "lower" else max
+        best = pick(v for _, v in values)
+        return [row for row, v in values if v == best]
+
+    def _mark_best(self) -> None:
+        for col, (key, *_rest) in enumerate(COLUMNS):
+            if key not in BETTER:
+                continue
+            best = set(self.best_rows(key))
+            for row in range(self.rowCount()):
+                item = self.item(row, col)
+                if item is not None:
+                    font = item.font()
+                    font.setBold(row in best)
+                    item.setFont(font)
 
     def value(self, row: int, key: str) -> Any:
         return self.results[row].get(key)

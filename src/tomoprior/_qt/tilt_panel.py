@@ -214,7 +214,9 @@ class TiltPanel(QGroupBox):
         self._watch(layer)
         current = self.layer()
         self._refresh_layers()
-        if self._rank(layer) > self._rank(current):
+        new, old = self._rank(layer), self._rank(current)
+        opened = "aligned_from" not in layer.metadata  # not a result of the Alignment widget
+        if new > old or (new == old and new >= 2 and opened):  # a newly opened stack is the one
             self.set_layer(layer)
 
     def _refresh_layers(self, event: Any = None) -> None:

@@ -207,8 +207,10 @@ def find_axis(
             sc = [start(d) for d in new]
             x0 = None
             for k in range(n_rounds + 1):
-                checkpoint()
-                data = [canonical_series(series, tilt_axis + d, s, b)[:, rows] for d, s in zip(new, sc)]
+                data = []
+                for d, s in zip(new, sc):  # a full warp of the series per trial angle
+                    checkpoint()
+                    data.append(canonical_series(series, tilt_axis + d, s, b)[:, rows])
                 its = iterations if k == 0 and not quick else max(1, iterations // 2)
                 res, proj, x0 = consistency(data, angles, x0=x0, iterations=its, **opts)
                 if k == n_rounds:
