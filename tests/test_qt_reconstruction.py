@@ -342,3 +342,37 @@ def test_a_newly_opened_series_becomes_the_selected_layer(widget, tiny):
     assert w.tilt.layer().name == "second"  # widgets see layers through napari's proxies
     viewer.add_image(np.zeros((16, 16)), name="flat")  # a 2D picture does not take over
     assert w.tilt.layer().name == "second"
+
+
+def test_typed_pixel_size_reaches_layer_and_provenance(widget, qtbot, monkeypatch):
+    w, viewer = widget, widget.viewer
+    layer = viewer.layers["tiny"]
+    assert w.tilt.pixel_size.value() == pytest.approx(0.5)
+    w.tilt.pixel_size.setValue(0.8)
+    assert layer.metadata["pixel_size"] == pytest.approx(0.8)
+    assert tuple(layer.scale)[1:] == pytest.approx((0.8, 0.8))
+    w.method_panel.set_method("wbp")
+    w.run_button.click()
+    qtbot.waitUntil(lambda: not w.controller.busy, timeout=60_000)
+    (out,) = results(viewer)
+    assert out.metadata["provenance"]["geometry"]["pixel_size"] == pytest.approx(0.8)
+    assert tuple(out.scale) == pytest.approx((0.8, 0.8, 0.8))
+
+
+def test_memory_line_warns_before_run(widget, monkeypatch):
+    w = widget
+    assert w.tilt.memory_label.text().startswith("Memory: at least")
+    assert "too much" not in w.tilt.memory_label.text()
+    monkeypatch.setenv("TOMOPRIOR_MEMORY_BUDGET", "1K")
+    w.tilt.binning.setCurrentIndex(1)  # any edit refreshes the line
+    assert "too much" in w.tilt.memory_label.text()
+
+
+def test_the_canvas_says_which_tilt_angle_is_shown(widget):
+    w, viewer = widget, widget.viewer
+    viewer.dims.set_current_step(0, 3)
+    text = viewer.text_overlay.text
+    assert viewer.text_overlay.visible and text == "tiny: tilt 4/13 at -30°"
+    viewer.layers["tiny"].visible = False
+    w.angle_overlay.refresh()
+    assert not viewer.text_overlay.visible

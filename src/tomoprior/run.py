@@ -653,7 +653,14 @@ def memory_estimate(prepared: Prepared, chunk: int | None = None, backend: str =
     one slice (about one entry per voxel per tilt, index and value).
     """
     z, ny, nu = prepared.volume_shape
-    n = int(prepared.series.shape[0])
+    return memory_need(int(prepared.series.shape[0]), (z, ny, nu), chunk, backend)
+
+
+def memory_need(n_tilts: int, volume_shape: tuple[int, int, int], chunk: int | None = None,
+                backend: str = "sparse") -> dict:
+    """:func:`memory_estimate` from the shapes alone (the widgets show it before Run)."""
+    n = int(n_tilts)
+    z, ny, nu = (int(s) for s in volume_shape)
     slab = min(ny, chunk or ny)
     parts = {
         "volume": 4 * z * ny * nu,

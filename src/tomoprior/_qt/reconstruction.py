@@ -31,6 +31,7 @@ from .messages import notify_error, user_message
 from .method_panel import MethodPanel
 from .progress import RunProgress
 from .results import layer_name, placement, result_metadata
+from .tilt_overlay import TiltAngleOverlay
 from .tilt_panel import TiltPanel
 
 if TYPE_CHECKING:
@@ -46,6 +47,8 @@ class ReconstructionWidget(ScrollHost):
         super().__init__()
         self.viewer = napari_viewer
         self.tilt = TiltPanel(napari_viewer)
+        self.angle_overlay = TiltAngleOverlay(napari_viewer, self.tilt.layer)
+        self.tilt.changed.connect(self.angle_overlay.refresh)
         self.method_panel = MethodPanel()
         self.device = DevicePicker()
         self.reuse = QCheckBox("Reuse the result layer of the previous run")

@@ -148,6 +148,19 @@ class TiltPanel(QGroupBox):
         for w in (self.slab_from, self.slab_to):
             w.setRange(0, 100000)
             w.setToolTip("Positions along the tilt axis, in pixels of the input images")
+        self.pixel_size = _spin(0, 10000, 0, " nm", 4, 0.01)
+        self.pixel_size.setSpecialValueText("unknown")
+        self.pixel_size.setToolTip(
+            "Size of one image pixel in nm (from the file when it says; type it when it does "
+            "not). It sets the layer's scale and goes into the result's provenance."
+        )
+        self.memory_label = QLabel()
+        self.memory_label.setWordWrap(True)
+        self.memory_label.setToolTip(
+            "A lower bound of the memory the run needs (volume, tilt series, solver buffers, "
+            "system matrix); networks need more. Bin, reconstruct fewer slices or a thinner "
+            "volume when it exceeds what is free."
+        )
 
         form = QFormLayout(self)
         form.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
@@ -163,6 +176,8 @@ class TiltPanel(QGroupBox):
         form.addRow("Thickness", self.thickness)
         form.addRow("Binning", _row(self.binning, self.bin_label))
         form.addRow("Slices", _row(self.slab_check, self.slab_from, "to", self.slab_to, "px"))
+        form.addRow("Pixel size", self.pixel_size)
+        form.addRow(self.memory_label)
         self._form = form
 
         self.layer_combo.currentIndexChanged.connect(self._on_layer)
@@ -176,6 +191,7 @@ class TiltPanel(QGroupBox):
             w.valueChanged.connect(self._on_edit)
         self.binning.currentIndexChanged.connect(self._on_edit)
         self.slab_check.toggled.connect(self._on_edit)
+        self.pixel_size.valueChanged.connect(self._on_pixel_size)
 
         layers = viewer.layers
         layers.events.inserted.connect(self._on_inserted)
@@ -266,6 +282,7 @@ class TiltPanel(QGroupBox):
             elif n:  # symmetric around 0° in 2° steps until the user says otherwise
                 self.step.setValue(2.0)
                 self.start.setValue(max(-90.0, -(n - 1) * 1.0))
+            self.pixel_size.setValue(float(meta.get("pixel_size") or 0.0))
             axis = float(meta.get("tilt_axis", 0.0) or 0.0)
             if axis == 0.0:
                 self.axis_mode.setCurrentIndex(0)
@@ -307,6 +324,16 @@ class TiltPanel(QGroupBox):
             return
         self._update_labels()
         self.changed.emit()
+
+    def _on_pixel_size(self, value: float) -> None:
+        """A typed pixel size goes into the layer: its metadata, its scale, later the provenance."""
+        layer = self.layer()
+        if self._quiet or layer is None or layer.ndim != 3:
+            return
+        ps = float(value) if value > 0 else None
+        layer.metadata = {**layer.metadata, "pixel_size": ps, "pixel_unit": "nm"}
+        layer.scale = (1.0, ps or 1.0, ps or 1.0)
+        self._on_edit()
 
     # -- values -------------------------------------------------------------------------
     def _n_images(self) -> int:
@@ -453,6 +480,32 @@ class TiltPanel(QGroupBox):
                 )
         self._update_kept()
         self._update_bin_label()
+        self._update_memory_label()
+
+    def _update_memory_label(self) -> None:
+        from ..io._budget import human_bytes, memory_budget
+        from ..run import memory_need
+
+        layer = self.layer()
+        try:
+            rng, inc = self.selection_args()
+            kept = self.geometry().select(rng, inc).count
+        except (TomopriorError, ValueError):
+            kept = 0
+        if layer is None or layer.ndim != 3 or not kept:
+            self.memory_label.setText("")
+            return
+        _, rows, cols = self._data(layer).shape
+        b = self.bin_factor()
+        along, across = (cols, rows) if abs(math.remainder(self.tilt_axis(), 180.0)) <= 45 else (rows, cols)
+        if self.slab_check.isChecked():
+            along = max(0, self.slab_to.value() - self.slab_from.value())
+        ny, nu = max(1, -(-along // b)), max(1, across // b)
+        z = max(1, (self.thickness.value() or across) // b)
+        need, free = memory_need(kept, (z, ny, nu))["total"], memory_budget()
+        text = f"Memory: at least {human_bytes(need)} of about {human_bytes(free)} free"
+        self.memory_label.setText(text + (": too much, bin or cut the volume" if need > free else ""))
+        self.memory_label.setStyleSheet(ERROR if need > free else "")
 
     def _update_kept(self) -> None:
         try:

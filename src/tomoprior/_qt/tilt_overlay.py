@@ -1,0 +1,56 @@
+"""The tilt angle of the image in view, written on the canvas.
+
+napari's slider counts images (0 … n−1); a microscopist thinks in degrees.
+While a tilt series is the panel's layer and is visible, the viewer's text
+overlay says which tilt is shown: ``"needle: tilt 39/77 at 0°"``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["TiltAngleOverlay"]
+
+
+class TiltAngleOverlay:
+    """Keeps ``viewer.text_overlay`` in step with the slider over a tilt-series layer."""
+
+    def __init__(self, viewer: Any, layer_getter: Any) -> None:
+        self.viewer = viewer
+        self.layer = layer_getter
+        self._owned = False
+        viewer.dims.events.current_step.connect(self.refresh)
+        viewer.dims.events.ndisplay.connect(self.refresh)
+        viewer.layers.events.removed.connect(self.refresh)
+
+    def text(self) -> str:
+        """What the overlay says now ('' when no tilt image of the layer is in view)."""
+        layer = self.layer()
+        if layer is None or layer.ndim != 3 or not layer.visible:
+            return ""
+        dims = self.viewer.dims
+        if dims.ndisplay != 2 or 0 in dims.displayed[-2:]:
+            return ""
+        angles = list(layer.metadata.get("angles") or [])
+        index = int(round(layer.world_to_data(dims.point)[0])) if hasattr(layer, "world_to_data") \
+            else int(dims.current_step[0])
+        n = int(layer.data.shape[0])
+        if not 0 <= index < n:
+            return ""
+        where = f"tilt {index + 1}/{n}"
+        if len(angles) == n:
+            where += f" at {float(angles[index]):g}°"
+        return f"{layer.name}: {where}"
+
+    def refresh(self, *_: Any) -> None:
+        text = self.text()
+        overlay = self.viewer.text_overlay
+        if text:
+            overlay.text = text
+            overlay.position = "top_left"
+            overlay.visible = True
+            self._owned = True
+        elif self._owned:  # only hide what this overlay showed
+            overlay.visible = False
+            overlay.text = ""
+            self._owned = False
