@@ -176,3 +176,39 @@ def test_reader_leaves_plain_pictures_to_napari(tmp_path):
     assert get_reader([str(tmp_path / "stack.tif"), str(tmp_path / "photo.tif")]) is None
     (tmp_path / "broken.tif").write_bytes(b"not a tiff")
     assert get_reader(str(tmp_path / "broken.tif")) is read_files  # our message explains it
+
+
+def test_a_dropped_serialem_folder_opens_its_stack(tmp_path):
+    import mrcfile
+
+    from tomoprior._napari._reader import serialem_stack
+
+    folder = tmp_path / "session"
+    folder.mkdir()
+    with mrcfile.new(folder / "tilts.st") as mrc:
+        mrc.set_data(np.random.default_rng(0).random((3, 16, 16), dtype=np.float32))
+    (folder / "tilts.st.mdoc").write_text(
+        "PixelSpacing = 3.42\n\n[ZValue = 0]\nTiltAngle = 0\n\n[ZValue = 1]\nTiltAngle = -30\n\n"
+        "[ZValue = 2]\nTiltAngle = 30\n")
+    (folder / "notes.txt").write_text("a session")
+    assert serialem_stack(folder) == folder / "tilts.st"
+    reader = get_reader(str(folder))
+    ((data, kwargs, kind),) = reader(str(folder))
+    assert kind == "image" and data.shape == (3, 16, 16)
+    assert list(kwargs["metadata"]["angles"]) == [0, -30, 30]
+    assert get_reader(str(tmp_path)) is None  # no stack with an .mdoc directly inside
+
+
+def test_napari_opens_a_serialem_folder_through_the_manifest(make_napari_viewer, tmp_path):
+    import mrcfile
+
+    folder = tmp_path / "session"
+    folder.mkdir()
+    with mrcfile.new(folder / "tilts.mrc") as mrc:
+        mrc.set_data(np.random.default_rng(0).random((3, 16, 16), dtype=np.float32))
+    (folder / "tilts.mdoc").write_text(
+        "[ZValue = 0]\nTiltAngle = -30\n\n[ZValue = 1]\nTiltAngle = 0\n\n[ZValue = 2]\nTiltAngle = 30\n")
+    viewer = make_napari_viewer()
+    viewer.open(str(folder), plugin="napari-tomoprior")
+    (layer,) = viewer.layers
+    assert layer.data.shape == (3, 16, 16) and list(layer.metadata["angles"]) == [-30, 0, 30]

@@ -47,11 +47,33 @@ def get_reader(path: PathLike | Sequence[PathLike]) -> Callable | None:
     from ..io import SUPPORTED_EXTENSIONS
 
     paths = _paths(path)
+    if len(paths) == 1 and pathlib.Path(paths[0]).is_dir():
+        stack = serialem_stack(pathlib.Path(paths[0]))
+        return None if stack is None else (lambda _folder: read_files(str(stack)))
     if not paths or any(pathlib.Path(p).suffix.lower() not in SUPPORTED_EXTENSIONS for p in paths):
         return None
     if not all(_may_be_stack(pathlib.Path(p)) for p in paths):
         return None  # a plain 2D or colour picture: let napari's own readers take it
     return read_files
+
+
+def serialem_stack(folder: pathlib.Path) -> pathlib.Path | None:
+    """The one tilt series of a SerialEM folder: the MRC stack that has an ``.mdoc``.
+
+    ``None`` when the folder holds no such stack or several (the user must
+    choose then).
+    """
+    try:
+        files = [p for p in folder.iterdir() if p.is_file()]
+    except OSError:
+        return None
+    names = {p.name.lower() for p in files}
+    stacks = [
+        p for p in files
+        if p.suffix.lower() in (".st", ".mrc", ".mrcs")
+        and (p.name.lower() + ".mdoc" in names or p.stem.lower() + ".mdoc" in names)
+    ]
+    return stacks[0] if len(stacks) == 1 else None
 
 
 def _may_be_stack(path: pathlib.Path) -> bool:
