@@ -376,3 +376,29 @@ def test_the_canvas_says_which_tilt_angle_is_shown(widget):
     viewer.layers["tiny"].visible = False
     w.angle_overlay.refresh()
     assert not viewer.text_overlay.visible
+
+
+def test_result_opens_orthogonal_views_with_the_missing_wedge(widget, qtbot):
+    from tomoprior._napari.ortho import log_power, orthogonal_slices
+    from tomoprior._qt.ortho_views import OrthoViews
+
+    w, viewer = widget, widget.viewer
+    w.method_panel.set_method("wbp")
+    w.run_button.click()
+    qtbot.waitUntil(lambda: not w.controller.busy, timeout=60_000)
+    (out,) = results(viewer)
+    views = w.show_orthogonal_views()  # the same dock again, not a second one
+    assert isinstance(views, OrthoViews) and views.layer().name == out.name
+    assert views.xz.image is not None and views.xz.image.shape[1] == out.data.shape[2]
+    views.yz_fourier.setChecked(True)
+    assert views.yz.image.shape[:2] == (out.data.shape[0], out.data.shape[1])
+    # the wedge: ±60° tilts about a horizontal (x) axis leave the sectors of the y-z
+    # plane's spectrum around the beam (z) direction nearly empty
+    cut = orthogonal_slices(np.asarray(out.data), (16, 16, 16))
+    power = log_power(cut["yz"])
+    kz, kx = np.meshgrid(np.fft.fftshift(np.fft.fftfreq(32)), np.fft.fftshift(np.fft.fftfreq(32)),
+                         indexing="ij")
+    ring = (np.hypot(kz, kx) > 0.1) & (np.hypot(kz, kx) < 0.4)
+    along_z = ring & (np.abs(kx) < 0.3 * np.abs(kz))  # within ~17° of the z axis
+    along_x = ring & (np.abs(kz) < 0.3 * np.abs(kx))
+    assert power[along_z].mean() < power[along_x].mean()

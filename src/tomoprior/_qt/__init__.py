@@ -6,6 +6,8 @@ magicgui. One widget per module:
 ``reconstruction``  the Reconstruction dock widget
 ``comparison``      the Compare methods dock widget
 ``alignment``       the Alignment dock widget (shifts, tilt axis, hand check of the axis)
+``ortho_views``     x-z / y-z planes of the active volume and their log power spectra
+``tilt_overlay``    the tilt angle of the image in view, on the canvas
 ``shift_plot``      the tiny QPainter plot of the shifts per tilt
 ``tilt_panel``      tilt-series layer, angles, tilt selection, axis, binning, slab (shared)
 ``method_panel``    method selector and parameter pages, built from ``METHODS``

@@ -22,7 +22,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..device import resolve_device
-from ..errors import TomopriorError
+from ..errors import TomopriorError, logger
 from .common import ScrollHost, ask_stop_and_restart
 from .controller import Job, JobFinished, JobStarted, JobStep, RunController, RunFailed, RunState
 from .device_picker import DevicePicker
@@ -192,6 +192,19 @@ class ReconstructionWidget(ScrollHost):
         self._show(step, "stopped" if ev.stopped else "done", final=True)
         if self.live is not None and self.live.alive:
             self.last_layer = self.live.layer
+            self.show_orthogonal_views()
+
+    def show_orthogonal_views(self) -> Any:
+        """Dock the x-z / y-z views beside the canvas (once) and point them at the result."""
+        try:
+            _, views = self.viewer.window.add_plugin_dock_widget(
+                "napari-tomoprior", "Orthogonal views", tabify=False)
+        except Exception as exc:  # a viewer without a window (headless use): no views
+            logger.debug("orthogonal views not shown: %s", exc)
+            return None
+        self.viewer.layers.selection.active = self.last_layer
+        views.refresh()
+        return views
 
     def _on_failed(self, ev: RunFailed) -> None:
         notify_error(ev.message)
