@@ -30,6 +30,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .cancel import checkpoint
 from .transforms import warp_images
 
 __all__ = ["bandpass", "register", "taper"]
@@ -147,6 +148,7 @@ def register(
         lim = tuple(np.broadcast_to(np.asarray(max_shift, dtype=np.float64), (2,)))
     total = _peak(fr, np.fft.rfft2(_prepare(mov, win)), filt, phase, lim, (h, w))
     for _ in range(max(0, int(refine))):
+        checkpoint()
         moved = shift_images(mov, total)
         total = total + _peak(fr, np.fft.rfft2(_prepare(moved, win)), filt, phase, (1.5, 1.5), (h, w))
     return total[0] if single else total

@@ -193,6 +193,7 @@ def find_axis(
         """Corrections of a trial angle: turned with the axis, realigned along it."""
         key = round(delta, 4)
         if key not in starts:
+            checkpoint()  # each trial angle warps the whole series
             axis = tilt_axis + delta
             sc = to_canonical_shifts(rotate_vectors(geo_shifts, delta), axis)
             sc[:, 0] += profile_shifts(canonical_series(series, axis, sc, b), ref) * b
