@@ -17,6 +17,7 @@ magicgui. One widget per module:
                     TaskRunner: the same for one function with progress messages
 ``progress``        progress bar, times and the live loss plot
 ``loss_plot``       the tiny QPainter loss plot
+``progress_bar``    a progress bar that schedules its repaints (QProgressBar repaints at once)
 ``live_layer``      the one result layer a run updates in place; shared contrast
 ``results``         names, scale, placement and provenance of result layers
 ``metrics_table``   the comparison's table of figures

@@ -76,7 +76,10 @@ class LiveLayer:
                     layer.scale = tuple(scale)
                 if tuple(layer.translate) != tuple(translate):
                     layer.translate = tuple(translate)
-                if metadata is not None:
+                if metadata is not None and any(  # setting metadata costs an event round
+                    k not in layer.metadata or _differs(layer.metadata[k], v)
+                    for k, v in metadata.items()
+                ):
                     layer.metadata = {**layer.metadata, **metadata}
                 if layer.name != name:
                     layer.name = name
@@ -144,3 +147,14 @@ def shared_limits(volumes: Sequence[np.ndarray], n: int = 400_000) -> list[tuple
         (lo / a, hi / a) if a is not None else robust_limits(v, n=n)
         for a, v in zip(scales, volumes)
     ]
+
+
+def _differs(a: Any, b: Any) -> bool:
+    """Whether two metadata values differ (arrays compared by content)."""
+    if a is b:
+        return False
+    try:
+        return bool(np.any(np.asarray(a, dtype=object) != np.asarray(b, dtype=object))) \
+            if isinstance(a, np.ndarray) or isinstance(b, np.ndarray) else bool(a != b)
+    except (TypeError, ValueError):
+        return True

@@ -5,11 +5,12 @@ from __future__ import annotations
 import time
 
 from qtpy.QtCore import QTimer
-from qtpy.QtWidgets import QLabel, QProgressBar, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from ..step import Step
 from .controller import RunState
 from .loss_plot import LossPlot
+from .progress_bar import ProgressBar
 
 __all__ = ["RunProgress", "format_seconds"]
 
@@ -29,7 +30,7 @@ class RunProgress(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.bar = QProgressBar()
+        self.bar = ProgressBar()
         self.bar.setRange(0, 1000)
         self.bar.setValue(0)
         self.bar.setTextVisible(True)
