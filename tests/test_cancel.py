@@ -80,3 +80,31 @@ def test_preview_is_opt_in_and_absent_for_wbp(blobs):
     assert next(run("wbp", series, geom, preview=True)).phase != "preview"
     steps = list(run("sirt", series, geom, iterations=2, every=1, preview=True))
     assert [s.phase for s in steps] == ["preview", "iterate", "iterate"]
+
+
+def test_lambda_search_streams_pictures_within_each_candidate(blobs):
+    from tomoprior.run import run
+
+    series, geom = blobs
+    steps = [s for s in run("cstv", series, geom, iterations=40, every=40, lam="auto")
+             if s.phase == "lambda search"]
+    n = steps[0].extras["candidates"]
+    assert len(steps) > n  # not only one picture per candidate
+    fractions = [s.extras["phase_fraction"] for s in steps]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert {s.extras["candidate"] for s in steps} == set(range(1, n + 1))
+
+
+def test_phase_texts_name_the_phase_and_its_progress():
+    pytest.importorskip("qtpy")
+    from tomoprior._qt.progress import phase_text
+    from tomoprior.step import Step
+
+    vol = np.zeros((2, 2, 2), np.float32)
+    assert phase_text(Step(iteration=0, volume=vol, phase="preview")).startswith("preview")
+    search = Step(iteration=0, volume=vol, phase="lambda search",
+                  extras={"candidate": 3, "candidates": 7})
+    assert phase_text(search) == "λ search 3/7"
+    warm = Step(iteration=0, volume=vol, phase="warm start",
+                extras={"warm_part": "λ search", "candidate": 2, "candidates": 7})
+    assert phase_text(warm) == "warm start: λ search 2/7"

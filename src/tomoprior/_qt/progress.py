@@ -76,6 +76,7 @@ class RunProgress(QWidget):
         phase = step.phase
         if phase != self._phase:  # a new phase (e.g. a warm start, then the fit): new curve
             self._phase = phase
+            self._phase_t0 = job_elapsed
             self.loss.clear()
         self.loss.add(step.iteration, step.loss, step.heldout)
         self._refresh()
@@ -111,7 +112,13 @@ class RunProgress(QWidget):
             parts.append(f"method {self._index + 1} of {self._n_jobs}")
         if self._label:
             parts.append(self._label)
-        if st is not None:
+        if st is not None and st.phase not in ("iterate", "base", "restore"):
+            parts.append(phase_text(st))
+            f = st.extras.get("phase_fraction")
+            spent = self._job_elapsed - getattr(self, "_phase_t0", 0.0)
+            if isinstance(f, float) and 0 < f < 1 and spent > 0:
+                parts.append(f"about {format_seconds(spent * (1 - f) / f)} left in this phase")
+        elif st is not None:
             it = f"iteration {st.iteration}"
             if st.total:
                 it += f" / {st.total}"
@@ -126,3 +133,17 @@ class RunProgress(QWidget):
             what = "left" if self._n_jobs == 1 else f"left for {self._label}"
             parts.append(f"about {format_seconds(left)} {what}")
         self.status.setText(" · ".join(parts))
+
+
+def phase_text(step: Step) -> str:
+    """``"preview (WBP) while the method sets up"``, ``"λ search 3/7"``, ``"warm start: SIRT"``."""
+    if step.phase == "preview":
+        return "preview (WBP) while the method sets up"
+    text = step.phase
+    c, n = step.extras.get("candidate"), step.extras.get("candidates")
+    if step.phase == "lambda search" and c and n:
+        text = f"λ search {c}/{n}"
+    part = step.extras.get("warm_part")
+    if step.phase == "warm start" and part:
+        text = f"warm start: {part}" + (f" {c}/{n}" if part == "λ search" and c and n else "")
+    return text

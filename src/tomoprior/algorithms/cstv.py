@@ -218,11 +218,17 @@ class _CSTV(Solver):
         its = max(20, self.iterations // 2)
         best = (np.inf, None, None)
         grid = sorted(AUTO_GRID, reverse=True)  # strong to weak, each warm-started from the last
+        show = max(1, its // 4)  # a picture a few times per candidate: each may take a while
         for i, f in enumerate(grid):
             lam = DEFAULT_LAM * f
-            for _, xk, _info in _pdhg(A, yn, x, lam * A.n_tilts, its, train, self.nonneg,
-                                      self.adaptive):
+            for j, (_, xk, _info) in enumerate(_pdhg(A, yn, x, lam * A.n_tilts, its, train,
+                                                     self.nonneg, self.adaptive), start=1):
                 x = xk
+                if j % show == 0 and j < its:
+                    yield Step(iteration=start, volume=snapshot(x * self.scale),
+                               phase="lambda search", search=tuple(dict(r) for r in self.search),
+                               extras={"lam": lam, "candidate": i + 1, "candidates": len(grid),
+                                       "phase_fraction": (i + j / its) / len(grid)})
             with torch.no_grad():
                 r = (A(x) - yn) * valid
                 val = float((r * r).sum()) / n_val
@@ -234,7 +240,7 @@ class _CSTV(Solver):
             yield Step(iteration=start, volume=snapshot(x * self.scale), phase="lambda search",
                        heldout=val, search=tuple(dict(r) for r in self.search),
                        extras={"lam": lam, "val_median_abs": mad, "candidate": i + 1,
-                               "candidates": len(grid)})
+                               "candidates": len(grid), "phase_fraction": (i + 1) / len(grid)})
         return best[1], best[2]
 
 

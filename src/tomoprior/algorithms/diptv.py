@@ -277,17 +277,22 @@ class _DIPTV(Solver):
         every = max(1, its // 10)
         vol = None if x0 is None else p.start_volume(x0)
 
-        def shown(st: Step, **extras: Any) -> Step:
+        def shown(st: Step, part: str, **extras: Any) -> Step:
             # a copy: the warm start goes on from st.volume, whatever the consumer does
+            inner = st.extras.get("phase_fraction")
+            if inner is None and st.total:
+                inner = st.iteration / st.total
             return Step(iteration=start, volume=st.volume.copy(), loss=st.loss, total=self.total,
                         phase="warm start", heldout=st.heldout,
-                        extras={"warm_iteration": st.iteration, **extras})
+                        extras={"warm_iteration": st.iteration, "warm_part": part,
+                                **({} if inner is None else {"phase_fraction": float(inner)}),
+                                **extras})
 
         if vol is None and kind == "sirt":
             last = None
             mask = self.train if isinstance(base_mask, str) else base_mask
             for last in sirt(p.A, p.y, iterations=its, every=every, mask=mask):
-                yield shown(last)
+                yield shown(last, "SIRT")
             vol = torch.from_numpy(last.volume).to(device=p.device, dtype=p.A.dtype)
         if auto or (vol is None and kind == "cstv"):
             last = None
@@ -296,7 +301,8 @@ class _DIPTV(Solver):
             for last in cstv(p.A, p.y, iterations=cs_its, lam=lam, lam_rule="mean square",
                              every=max(1, cs_its // 10), mask=self.train, val_fraction=max(o.val_fraction, 0.01),
                              seed=p.seed):
-                yield shown(last, lam=last.extras.get("lam"))
+                part = "λ search" if last.phase == "lambda search" else "CS-TV"
+                yield shown(last, part, lam=last.extras.get("lam"))
             if auto:
                 lam = float(last.extras["lam"])
             if vol is None and kind == "cstv":
