@@ -412,3 +412,16 @@ def test_ctrl_c_writes_nothing_unless_asked(series_file, tmp_path, monkeypatch, 
     assert out.exists() == save
     err = capsys.readouterr().err
     assert ("last iterate kept" in err) == save and ("nothing written" in err) != save
+
+
+def test_exclude_takes_image_numbers_from_one(series_file, tmp_path, capsys):
+    path, series, _ = series_file
+    out = tmp_path / "v.mrc"
+    n = series.shape[0]
+    assert _reconstruct(path, out, "--exclude", f"1,{n - 1}-{n}", "--json") == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    prov = io.read_provenance(out)
+    assert prov["excluded_tilts"] == [0, n - 2, n - 1]
+    assert summary["kept_tilts"] == list(range(1, n - 2))
+    assert _reconstruct(path, tmp_path / "w.mrc", "--exclude", "0") == 2
+    assert "image numbers from 1" in capsys.readouterr().err

@@ -102,3 +102,14 @@ def test_roundtrip_dict():
     g = TiltGeometry([-10.5, 0, 10], tilt_axis=-3.0, pixel_size=3.36, angle_source="x.rawtlt")
     assert TiltGeometry.from_dict(g.to_dict()) == g
     assert "axis -3°" in g.summary()
+
+
+def test_select_never_uses_excluded_images():
+    g = TiltGeometry(angles=np.arange(-60, 61, 2.0))
+    s = g.select((-60, 60), 10, exclude=[30])  # 0° is bad: -2° (index 29) stands in
+    assert 30 not in s.indices and 29 in s.indices and s.count == 13
+    assert g.select(exclude=[0, 60]).count == 59
+    with pytest.raises(GeometryError, match="do not exist"):
+        g.select(exclude=[61])
+    with pytest.raises(GeometryError, match="60 excluded"):
+        g.select(exclude=range(1, 61))

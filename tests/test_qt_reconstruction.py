@@ -402,3 +402,21 @@ def test_result_opens_orthogonal_views_with_the_missing_wedge(widget, qtbot):
     along_z = ring & (np.abs(kx) < 0.3 * np.abs(kz))  # within ~17° of the z axis
     along_x = ring & (np.abs(kz) < 0.3 * np.abs(kx))
     assert power[along_z].mean() < power[along_x].mean()
+
+
+def test_unticked_tilts_are_left_out_and_recorded(widget, qtbot):
+    w, viewer = widget, widget.viewer
+    t = w.tilt
+    t.tilts_check.setChecked(True)
+    assert t.tilt_list.count() == 13 and t.tilt_list.item(0).text() == "1: -60°"
+    assert not t.tilt_list.item(0).icon().isNull()
+    t.tilt_list.set_excluded([0, 12])
+    assert t.kept_label.text().startswith("Keeps 11 of 13 tilts: -50° to 50°")
+    assert "(2 excluded)" in t.kept_label.text()
+    w.method_panel.set_method("wbp")
+    w.run_button.click()
+    qtbot.waitUntil(lambda: not w.controller.busy, timeout=60_000)
+    (out,) = results(viewer)
+    prov = out.metadata["provenance"]
+    assert prov["excluded_tilts"] == [0, 12] and 0 not in prov["kept_tilts"]
+    assert prov["kept_angles"][0] == pytest.approx(-50)

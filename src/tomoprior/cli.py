@@ -118,6 +118,23 @@ def _warn(f) -> None:
         print(f"tomoprior: warning: {message}", file=sys.stderr)
 
 
+def _exclusions(text: str | None) -> list[int]:
+    """``"1,5,70-77"`` (image numbers from 1) as 0-based stack indices."""
+    out: list[int] = []
+    for part in (text or "").replace(" ", "").split(","):
+        if not part:
+            continue
+        a, sep, b = part.partition("-")
+        try:
+            lo, hi = int(a), int(b) if sep else int(a)
+        except ValueError:
+            raise _Exit(f"--exclude expects image numbers like 1,5,70-77, got {part!r}") from None
+        if lo < 1 or hi < lo:
+            raise _Exit(f"--exclude: {part!r} is not a range of image numbers from 1")
+        out.extend(range(lo - 1, hi))
+    return out
+
+
 def _parse_params(items: Sequence[str] | None) -> dict[str, str]:
     out: dict[str, str] = {}
     for item in items or ():
@@ -258,7 +275,8 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         m.name, data, g,
         iterations=args.iterations, every=args.every, device=args.device,
         tilt_range=tuple(args.tilt_range) if args.tilt_range else None,
-        increment=args.tilt_increment, bin=args.bin, slices=args.slices,
+        increment=args.tilt_increment, exclude=_exclusions(args.exclude), bin=args.bin,
+        slices=args.slices,
         thickness=args.thickness, heldout=args.heldout, seed=args.seed,
         chunk=args.chunk, source=str(f.path), **params,
     )
@@ -560,6 +578,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common_recon_args(p)
     p.add_argument("--tilt-range", nargs=2, type=_ANGLE, metavar=("MIN", "MAX"))
     p.add_argument("--tilt-increment", type=_number(float, 0.0, 180.0, low_open=True), metavar="DEG")
+    p.add_argument("--exclude", metavar="LIST",
+                   help="images never to use, numbered from 1 as in IMOD: 1,5,70-77")
     p.add_argument("--thickness", type=_COUNT, metavar="N", help="volume thickness in input pixels")
     p.add_argument("--bin", type=_number(int, 1, 64), default=1, metavar="N")
     p.add_argument("--slices", metavar="A:B", help="positions along the tilt axis (input pixels)")

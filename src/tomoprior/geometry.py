@@ -257,6 +257,7 @@ class TiltGeometry:
         self,
         range: tuple[float, float] | None = None,
         increment: float | None = None,
+        exclude: Sequence[int] = (),
     ) -> Selection:
         """Pick the measured tilts nearest to a sub-range and increment.
 
@@ -266,6 +267,10 @@ class TiltGeometry:
         when the range contains 0°, else at the range minimum). A target with
         no measured tilt within half an increment is skipped.
 
+        ``exclude`` lists images (0-based stack indices) never to use, such
+        as frames ruined by a drift or a grid bar: with an increment, the
+        nearest usable tilt within half an increment stands in for them.
+
         Returns
         -------
         Selection
@@ -273,12 +278,19 @@ class TiltGeometry:
             of the subset.
         """
         a = self.angles
+        bad = {int(i) for i in exclude}
+        if any(not 0 <= i < a.size for i in bad):
+            raise GeometryError(
+                f"excluded images {sorted(i for i in bad if not 0 <= i < a.size)} do not exist: "
+                f"the series has {a.size} images"
+            )
         lo, hi = (-np.inf, np.inf) if range is None else (float(range[0]), float(range[1]))
         if lo > hi:
             lo, hi = hi, lo
         d = np.diff(np.sort(a))
         tol = 0.25 * float(np.median(d)) if d.size else 0.0
         in_range = np.flatnonzero((a >= lo - tol) & (a <= hi + tol))
+        in_range = np.array([i for i in in_range if int(i) not in bad], dtype=int)
         if increment is None or increment <= 0:
             kept = in_range
         else:
@@ -299,8 +311,9 @@ class TiltGeometry:
             kept = np.array(sorted(chosen), dtype=int)
         if kept.size < 2:
             raise GeometryError(
-                f"the tilt selection (range {range}, increment {increment}) keeps "
-                f"{kept.size} tilt(s); at least 2 are needed"
+                f"the tilt selection (range {range}, increment {increment}"
+                + (f", {len(bad)} excluded" if bad else "")
+                + f") keeps {kept.size} tilt(s); at least 2 are needed"
             )
         return Selection(indices=kept, angles=a[kept].copy(), geometry=self.subset(kept))
 

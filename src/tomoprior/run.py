@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as _dt
 import mmap
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -57,6 +57,7 @@ class Prepared:
     slab: tuple[int, int]  # canonical y range reconstructed (binned pixels)
     full_y: int  # canonical y size before the slab was cut
     volume_shape: tuple[int, int, int]  # canonical (z, y, u)
+    excluded: tuple[int, ...] = ()  # images the user excluded (0-based stack indices)
 
     @property
     def output_shape(self) -> tuple[int, int, int]:
@@ -210,6 +211,7 @@ def prepare(
     bin: int = 1,
     slices: Any = None,
     thickness: int | None = None,
+    exclude: Sequence[int] = (),
 ) -> Prepared:
     """Select tilts, bin, orient and cut the slab; validate everything on the way.
 
@@ -220,7 +222,7 @@ def prepare(
     if not isinstance(geometry, TiltGeometry):
         raise GeometryError("no tilt angles: give a TiltGeometry (or set the tilt start and step)")
     geometry.validate(tilt_series.shape[0])
-    sel = geometry.select(tilt_range, increment)
+    sel = geometry.select(tilt_range, increment, exclude)
     b = max(1, int(bin))
     geom = sel.geometry
     if thickness is not None:
@@ -253,6 +255,7 @@ def prepare(
         slab=slab,
         full_y=full_y,
         volume_shape=(int(z), canon.shape[1], canon.shape[2]),
+        excluded=tuple(sorted({int(i) for i in exclude})),
     )
 
 
@@ -510,6 +513,7 @@ class Reconstruction(Iterator[Step]):
             "stopped_early": bool(self.stopped),
             "final_loss": None if last is None or last.loss is None else float(last.loss),
             "kept_tilts": [int(i) for i in p.selection.indices],
+            "excluded_tilts": [int(i) for i in p.excluded],
             "kept_angles": [float(a) for a in p.geometry.angles],
             "geometry": p.geometry.to_dict(),
             "binning": p.binning,
@@ -556,6 +560,7 @@ def run(
     backend: str = "sparse",
     tilt_range: tuple[float, float] | None = None,
     increment: float | None = None,
+    exclude: Sequence[int] = (),
     bin: int = 1,
     slices: Any = None,
     thickness: int | None = None,
@@ -584,6 +589,9 @@ def run(
     device : "auto", "cpu", "cuda"
     tilt_range, increment : optional
         Keep only the measured tilts nearest to this range and increment.
+    exclude : sequence of int
+        Images never to use (0-based stack indices), e.g. frames ruined by
+        drift; recorded in the provenance.
     bin : int
         Average ``bin x bin`` pixels first.
     slices : "A:B" or (A, B), optional
@@ -622,7 +630,7 @@ def run(
     caps = m.capabilities
     prepared = prepare(
         tilt_series, geometry, tilt_range=tilt_range, increment=increment, bin=bin,
-        slices=slices, thickness=thickness,
+        slices=slices, thickness=thickness, exclude=exclude,
     )
     its = m.default_iterations if iterations is None else _whole("iterations", iterations, 0)
     ev = m.default_every if every is None else _whole("every", every, 1)
@@ -724,6 +732,7 @@ def reconstruct_dask(
     backend: str = "sparse",
     tilt_range: tuple[float, float] | None = None,
     increment: float | None = None,
+    exclude: Sequence[int] = (),
     bin: int = 1,
     slices: Any = None,
     thickness: int | None = None,
@@ -743,8 +752,8 @@ def reconstruct_dask(
 
     rec = run(
         method, tilt_series, geometry, iterations=iterations, every=10**9, device=device,
-        backend=backend, tilt_range=tilt_range, increment=increment, bin=bin, slices=slices,
-        thickness=thickness, seed=seed, **params,
+        backend=backend, tilt_range=tilt_range, increment=increment, exclude=exclude, bin=bin,
+        slices=slices, thickness=thickness, seed=seed, **params,
     )
     prep = rec.prepared
     ov = (0 if rec.method.capabilities.separable else 8) if overlap is None else max(0, int(overlap))

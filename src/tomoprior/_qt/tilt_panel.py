@@ -32,6 +32,7 @@ from qtpy.QtWidgets import (
 from .._napari._layers import KIND_KEY, TILT_SERIES, VOLUME, geometry_from_metadata
 from ..errors import DataError, GeometryError, TomopriorError
 from ..geometry import TiltGeometry, angles_from_start_step
+from .tilt_list import TiltList
 
 __all__ = ["TiltPanel", "TiltRequest"]
 
@@ -154,6 +155,10 @@ class TiltPanel(QGroupBox):
             "Size of one image pixel in nm (from the file when it says; type it when it does "
             "not). It sets the layer's scale and goes into the result's provenance."
         )
+        self.tilts_check = QCheckBox("Choose the tilts to use…")
+        self.tilts_check.setToolTip("Show every image with a thumbnail; untick bad frames")
+        self.tilt_list = TiltList()
+        self.tilt_list.setVisible(False)
         self.memory_label = QLabel()
         self.memory_label.setWordWrap(True)
         self.memory_label.setToolTip(
@@ -172,6 +177,8 @@ class TiltPanel(QGroupBox):
         form.addRow("Tilt range", _row(self.range_min, "to", self.range_max))
         form.addRow("Increment", self.increment)
         form.addRow(self.kept_label)
+        form.addRow(self.tilts_check)
+        form.addRow(self.tilt_list)
         form.addRow("Tilt axis", _row(self.axis_mode, self.axis_angle))
         form.addRow("Thickness", self.thickness)
         form.addRow("Binning", _row(self.binning, self.bin_label))
@@ -192,6 +199,8 @@ class TiltPanel(QGroupBox):
         self.binning.currentIndexChanged.connect(self._on_edit)
         self.slab_check.toggled.connect(self._on_edit)
         self.pixel_size.valueChanged.connect(self._on_pixel_size)
+        self.tilts_check.toggled.connect(self._on_show_tilts)
+        self.tilt_list.excluded_changed.connect(self._on_edit)
 
         layers = viewer.layers
         layers.events.inserted.connect(self._on_inserted)
@@ -268,6 +277,10 @@ class TiltPanel(QGroupBox):
         if self._quiet:
             return
         layer = self.layer()
+        if self.tilts_check.isChecked():
+            self._fill_tilts()
+        else:  # ticks belong to one layer: a new layer starts with every tilt
+            self.tilt_list.clear()
         self._quiet = True
         try:
             meta = {} if layer is None else layer.metadata
@@ -324,6 +337,26 @@ class TiltPanel(QGroupBox):
             return
         self._update_labels()
         self.changed.emit()
+
+    def _on_show_tilts(self, shown: bool) -> None:
+        self.tilt_list.setVisible(shown)
+        if shown:
+            self._fill_tilts()
+
+    def _fill_tilts(self) -> None:
+        layer = self.layer()
+        if layer is None or layer.ndim != 3:
+            self.tilt_list.clear()
+            return
+        try:
+            angles = self.geometry().angles
+        except TomopriorError:
+            angles = None
+        self.tilt_list.fill(self._data(layer), angles, key=id(layer))
+
+    def excluded(self) -> list[int]:
+        """Images the user unticked (0-based), for the layer in the panel."""
+        return self.tilt_list.excluded()
 
     def _on_pixel_size(self, value: float) -> None:
         """A typed pixel size goes into the layer: its metadata, its scale, later the provenance."""
@@ -409,6 +442,7 @@ class TiltPanel(QGroupBox):
         )
 
     def selection_args(self) -> tuple[tuple[float, float], float | None]:
+        """Tilt range and increment (see also :meth:`excluded`)."""
         inc = self.increment.value()
         return (self.range_min.value(), self.range_max.value()), (inc if inc > 0 else None)
 
@@ -417,7 +451,7 @@ class TiltPanel(QGroupBox):
         layer = self.layer()
         geom = self.geometry()
         rng, inc = self.selection_args()
-        sel = geom.select(rng, inc)
+        sel = geom.select(rng, inc, self.excluded())
         slices = None
         if self.slab_check.isChecked():
             a, b = self.slab_from.value(), self.slab_to.value()
@@ -430,6 +464,7 @@ class TiltPanel(QGroupBox):
             "bin": self.bin_factor(),
             "slices": slices,
             "thickness": self.thickness.value() or None,
+            "exclude": self.excluded(),
         }
         return TiltRequest(
             layer=layer,
@@ -489,7 +524,7 @@ class TiltPanel(QGroupBox):
         layer = self.layer()
         try:
             rng, inc = self.selection_args()
-            kept = self.geometry().select(rng, inc).count
+            kept = self.geometry().select(rng, inc, self.excluded()).count
         except (TomopriorError, ValueError):
             kept = 0
         if layer is None or layer.ndim != 3 or not kept:
@@ -511,7 +546,7 @@ class TiltPanel(QGroupBox):
         try:
             geom = self.geometry()
             rng, inc = self.selection_args()
-            sel = geom.select(rng, inc)
+            sel = geom.select(rng, inc, self.excluded())
         except TomopriorError as exc:
             self.kept_label.setText(str(exc) if self.layer() is not None else "")
             self.kept_label.setStyleSheet(ERROR)
@@ -519,8 +554,10 @@ class TiltPanel(QGroupBox):
         a = sel.angles
         steps = np.diff(np.sort(a))
         step = f", step ≈ {np.median(steps):.3g}°" if steps.size else ""
+        bad = len(self.excluded())
         self.kept_label.setText(
             f"Keeps {sel.count} of {geom.n_tilts} tilts: {a.min():g}° to {a.max():g}°{step}"
+            + (f" ({bad} excluded)" if bad else "")
         )
         self.kept_label.setStyleSheet("")
 
