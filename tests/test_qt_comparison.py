@@ -165,3 +165,24 @@ def test_compare_includes_the_learned_restoration(viewer, qtbot, notes):
     for r in w.table.results:
         assert math.isfinite(r["ssim"]) and math.isfinite(r["reprojection_residual"])
     assert not notes.errors()
+
+
+def test_profile_line_runs_through_every_method(viewer, qtbot, notes):
+    _, w = viewer.window.add_plugin_dock_widget(PLUGIN, "Compare methods")
+    assert w.add_profile_line() is None and notes.errors()  # nothing to go through yet
+    choose(w, wbp=1, sirt=10)
+    w.run_button.click()
+    assert not w.tilt_box.isExpanded()  # the table is what matters now
+    qtbot.waitUntil(lambda: not w.controller.busy, timeout=120_000)
+    shapes = w.add_profile_line()
+    assert shapes.name == "profile" and len(w.profile.curves) == 2
+    names = [c[0] for c in w.profile.curves]
+    assert names == ["WBP", "SIRT"]
+    d, v = w.profile.curves[1][1:]
+    assert d[-1] > 0 and np.isfinite(v).all() and np.ptp(v) > 0
+    # moving the line updates the curves
+    before = w.profile.curves[0][2].copy()
+    data = np.asarray(shapes.data[0]).copy()
+    data[:, 1] += 3.0  # 3 nm down in y
+    shapes.data = [data]
+    assert not np.allclose(w.profile.curves[0][2], before)

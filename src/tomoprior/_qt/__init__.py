@@ -22,6 +22,8 @@ magicgui. One widget per module:
 ``results``         names, scale, placement and provenance of result layers
 ``metrics_table``   the comparison's table of figures
 ``difference``      difference maps (method minus reference)
+``profile_plot``    line profiles of the compared methods (one colour each)
+``tilt_list``       the tilts with thumbnails, to untick bad frames
 ``messages``        one-line user messages and notifications
 ``common``          scroll-area host and the "stop and restart?" question
 """

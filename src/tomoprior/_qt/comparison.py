@@ -43,6 +43,7 @@ from .live_layer import LiveLayer, shared_limits
 from .messages import notify_error, user_message
 from .method_panel import MethodPage, MethodPanel
 from .metrics_table import MetricsTable
+from .profile_plot import ProfilePlot
 from .progress import RunProgress
 from .results import layer_name, placement, result_metadata
 from .tilt_panel import TiltPanel
@@ -137,11 +138,21 @@ class ComparisonWidget(ScrollHost):
             "Add the selected row's volume minus the reference (or minus the first method), "
             "after a least-squares intensity fit, as a new layer"
         )
+        self.profile_button = QPushButton("Profile line")
+        self.profile_button.setToolTip(
+            "Add a line across the middle of the results (drag its ends onto a particle): the "
+            "plot below shows every method's values along it"
+        )
+        self.profile = ProfilePlot()
         self.controller = RunController(self)
 
         content = QWidget()
         lay = QVBoxLayout(content)
-        lay.addWidget(self.tilt)
+        # the table must be visible during and after a run: the tilt panel folds away on Run
+        self.tilt_box = QCollapsible("Tilt series and selection")
+        self.tilt_box.addWidget(self.tilt)
+        self.tilt_box.expand(animate=False)
+        lay.addWidget(self.tilt_box)
         lay.addWidget(methods_box)
         form = QFormLayout()
         form.addRow("Reference", self.reference)
@@ -159,7 +170,9 @@ class ComparisonWidget(ScrollHost):
         after = QHBoxLayout()
         after.addWidget(self.side_by_side)
         after.addWidget(self.diff_button)
+        after.addWidget(self.profile_button)
         lay.addLayout(after)
+        lay.addWidget(self.profile)
         lay.addStretch(1)
         self.set_content(content)
 
@@ -173,6 +186,8 @@ class ComparisonWidget(ScrollHost):
         self.stop_button.clicked.connect(self.controller.stop)
         self.side_by_side.toggled.connect(self._on_side_by_side)
         self.diff_button.clicked.connect(self.add_difference)
+        self.profile_button.clicked.connect(self.add_profile_line)
+        self._profile_layer: Any = None
         c = self.controller
         c.state_changed.connect(lambda s: self.stop_button.setEnabled(s == RunState.RUNNING))
         c.job_started.connect(self._on_job_started)
@@ -186,6 +201,45 @@ class ComparisonWidget(ScrollHost):
         self.tilt.changed.connect(self._pick_ground_truth)
         self._refresh_references()
         self._pick_ground_truth()
+
+    # -- line profiles ----------------------------------------------------------------
+    def add_profile_line(self) -> Any:
+        """A line across the middle of the first result at the current slice; returns the layer."""
+        results = [lv.layer for lv in self.lives if lv.alive]
+        if not results:
+            notify_error("run a comparison first: the profile goes through its results")
+            return None
+        layer = results[0]
+        if self._profile_layer is not None and self._profile_layer in self.viewer.layers:
+            return self._profile_layer
+        lo, hi = (np.asarray(e, float) for e in layer.extent.world)
+        z = float(self.viewer.dims.point[0])
+        y = 0.5 * (lo[1] + hi[1])
+        line = np.array([[z, y, lo[2] + 0.2 * (hi[2] - lo[2])], [z, y, lo[2] + 0.8 * (hi[2] - lo[2])]])
+        shapes = self.viewer.add_shapes([line], shape_type="line", edge_color="yellow",
+                                        edge_width=max(float(layer.scale[-1]), 1e-6),
+                                        name="profile", ndim=3)
+        shapes.mode = "direct"
+        shapes.events.data.connect(lambda *_: self.update_profile())
+        self._profile_layer = shapes
+        self.update_profile()
+        return shapes
+
+    def update_profile(self) -> None:
+        shapes = self._profile_layer
+        if shapes is None or shapes not in self.viewer.layers or not len(shapes.data):
+            return
+        from .._napari.profiles import line_profile
+
+        start, end = np.asarray(shapes.data[0], float)[[0, -1]]
+        curves = []
+        for row, lv in enumerate(self.lives):
+            if lv.alive:
+                d, v = line_profile(lv.layer, start, end)
+                curves.append((self.table.results[row]["method"], d, v))
+        unit = "nm" if any(lv.alive and lv.layer.metadata.get("pixel_size")
+                           for lv in self.lives) else "px"
+        self.profile.set_curves(curves, unit)
 
     # -- reference volumes -------------------------------------------------------------
     def _reference_candidates(self) -> list[Any]:
@@ -311,6 +365,7 @@ class ComparisonWidget(ScrollHost):
 
     def _start(self, jobs: list[Job]) -> None:
         self.side_by_side.setChecked(False)
+        self.tilt_box.collapse(animate=False)
         self.jobs = jobs
         self.lives = [LiveLayer(self.viewer) for _ in jobs]
         self._recs = {}
@@ -349,6 +404,7 @@ class ComparisonWidget(ScrollHost):
 
     def _on_job_finished(self, ev: JobFinished) -> None:
         self._show(ev.index, ev.rec.last, "stopped" if ev.stopped else "done", final=True)
+        self.update_profile()
         note = ev.error or ev.results.get("reference_note", "")
         self.table.set_results(ev.index, ev.results, note)
         if ev.error:
