@@ -267,6 +267,7 @@ def test_sidecar_with_wrong_count_opens_without_geometry(tmp_path):
     f = io.read(out)
     assert f.geometry is None
     assert any("from s.rawtlt do not fit s.npy" in w for w in f.warnings)
+    assert len(f.warnings) == 1  # one message with the reason and the way out, not two
 
 
 def test_sidecar_priority(tmp_path):

@@ -156,7 +156,8 @@ def read_files(path: PathLike | Sequence[PathLike]) -> list:
             notifications.show_error(f"Cannot open {pathlib.Path(p).name}: {_message(exc)}")
             continue
         for message in kwargs["metadata"].get("warnings", []):
-            hint = WIDGET_HINT if message.startswith("no tilt angles") else ""
+            needs_angles = message.startswith("no tilt angles") or " do not fit " in message
+            hint = WIDGET_HINT if needs_angles else ""
             notifications.show_warning(message + hint)
         out.append((data, kwargs, kind))
     # [(None,)] tells napari that the file was handled but gave no layer

@@ -195,11 +195,12 @@ def _read(path: pathlib.Path, angles: Any, lazy: bool | None, unit: str) -> Tilt
         try:
             geometry = _geometry(found, metadata["tilt_axis"], raw.pixel_size, source)
             geometry.validate(n)
-        except GeometryError as exc:
-            warnings.append(f"the tilt angles from {source} do not fit {name}: {exc}")
+        except GeometryError as exc:  # one message: what is wrong, and what to do
+            warnings.append(f"the tilt angles from {source} do not fit {name}: {exc}; set the "
+                            "tilt start and step, or load an angle file (.rawtlt, .tlt)")
             metadata["rejected_angle_source"], geometry = source, None
             metadata["rejected_angles_reason"] = str(exc)
-    if geometry is None and not metadata.get("volume"):
+    if geometry is None and not metadata.get("volume") and "rejected_angle_source" not in metadata:
         warnings.append(no_angles_message(name))
     if not is_lazy(data) and np.dtype(data.dtype).kind == "f":
         bad = int(np.count_nonzero(np.isnan(data)))
