@@ -209,3 +209,29 @@ def test_metrics_table_marks_the_best_value_and_says_which_way_is_better(qtbot):
     assert t.horizontalHeaderItem(col["ssim"]).text().endswith("↑")
     assert "Lower is better" in t.horizontalHeaderItem(col["heldout_error"]).toolTip()
     assert t.best_rows("heldout_error") == []  # no values: nothing to mark
+
+
+def test_loss_plot_scale_ignores_the_first_huge_losses_and_hover_reads_values(qtbot):
+    from tomoprior._qt.loss_plot import LossPlot
+
+    plot = LossPlot()
+    qtbot.addWidget(plot)
+    plot.add(1, 100.0)
+    for it in range(2, 41):
+        plot.add(it, 1e-2 * (1 - it / 100), 2e-2)
+    x0, x1, y0, y1 = plot._bounds()
+    assert y1 < 0  # the top of the scale is ~1e-2, not the first loss of 100
+    assert "it 1" in plot.values_at(0.0) and "held-out" in plot.values_at(1.0)
+
+
+def test_search_plot_marks_the_chosen_lambda(qtbot):
+    from tomoprior._qt.search_plot import SearchPlot
+
+    plot = SearchPlot()
+    qtbot.addWidget(plot)
+    assert plot.isHidden()
+    plot.set_search([{"lam": 0.1, "val_loss": 3.0}, {"lam": 0.03, "val_loss": 1.0},
+                     {"lam": 0.01, "val_loss": 2.0}])
+    assert not plot.isHidden() and len(plot.points) == 3
+    assert plot.best() == pytest.approx((np.log10(0.03), 0.0))
+    plot.grab()  # paints without error

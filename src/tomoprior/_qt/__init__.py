@@ -16,7 +16,8 @@ magicgui. One widget per module:
 ``controller``      RunController: at most one background worker, typed run state;
                     TaskRunner: the same for one function with progress messages
 ``progress``        progress bar, times and the live loss plot
-``loss_plot``       the tiny QPainter loss plot
+``loss_plot``       the tiny QPainter loss plot (hover shows values)
+``search_plot``     held-out error against λ during a λ search
 ``progress_bar``    a progress bar that schedules its repaints (QProgressBar repaints at once)
 ``live_layer``      the one result layer a run updates in place; shared contrast
 ``results``         names, scale, placement and provenance of result layers

@@ -29,6 +29,7 @@ class LossPlot(QWidget):
         self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
         self.setFixedHeight(110)
         self.setToolTip("Loss per iteration (log scale): blue = data fit, orange = held-out pixels")
+        self.setMouseTracking(True)  # hovering shows the values under the cursor
 
     def clear(self) -> None:
         self.train.clear()
@@ -44,15 +45,39 @@ class LossPlot(QWidget):
                 series.append((float(iteration), math.log10(v)))
         self.update()
 
+    def values_at(self, fraction: float) -> str:
+        """The values nearest to ``fraction`` (0 left, 1 right) of the x axis, as text."""
+        bounds = self._bounds()
+        if bounds is None:
+            return ""
+        x = bounds[0] + fraction * (bounds[1] - bounds[0])
+        parts = []
+        for series, label in ((self.train, "loss"), (self.val, "held-out")):
+            if series:
+                it, y = min(series, key=lambda p: abs(p[0] - x))
+                parts.append(f"{label} {10**y:.4g} (it {it:g})")
+        return " · ".join(parts)
+
+    def mouseMoveEvent(self, event) -> None:
+        from qtpy.QtWidgets import QToolTip
+
+        pos = event.pos()
+        text = self.values_at(min(1.0, max(0.0, pos.x() / max(1, self.width()))))
+        if text:
+            QToolTip.showText(self.mapToGlobal(pos), text, self)
+        super().mouseMoveEvent(event)
+
     # -- drawing ------------------------------------------------------------------
     def _bounds(self) -> tuple[float, float, float, float] | None:
         pts = self.train + self.val
         if not pts:
             return None
         xs = [p[0] for p in pts]
-        ys = [p[1] for p in pts]
+        ys = sorted(p[1] for p in pts)
         x0, x1 = min(xs), max(xs)
-        y0, y1 = min(ys), max(ys)
+        # the first iterations' losses would flatten everything after them: the top of the
+        # scale leaves out the highest few percent (those points are drawn at the border)
+        y0, y1 = ys[0], ys[min(len(ys) - 1, int(0.95 * len(ys)))]
         if x1 <= x0:
             x1 = x0 + 1
         if y1 - y0 < 1e-3:
@@ -82,6 +107,7 @@ class LossPlot(QWidget):
         x0, x1, y0, y1 = bounds
 
         def to_px(x: float, y: float) -> QPointF:
+            y = min(y, y1)  # points above the scale sit on its top border
             return QPointF(
                 plot.left() + (x - x0) / (x1 - x0) * plot.width(),
                 plot.bottom() - (y - y0) / (y1 - y0) * plot.height(),

@@ -11,6 +11,7 @@ from ..step import Step
 from .controller import RunState
 from .loss_plot import LossPlot
 from .progress_bar import ProgressBar
+from .search_plot import SearchPlot
 
 __all__ = ["RunProgress", "format_seconds"]
 
@@ -38,11 +39,13 @@ class RunProgress(QWidget):
         self.status = QLabel("Ready.")
         self.status.setWordWrap(True)
         self.loss = LossPlot()
+        self.search = SearchPlot()
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.bar)
         lay.addWidget(self.status)
         lay.addWidget(self.loss)
+        lay.addWidget(self.search)
         self._t0 = time.monotonic()
         self._n_jobs = 1
         self._index = 0
@@ -69,6 +72,7 @@ class RunProgress(QWidget):
         self._job_elapsed = 0.0
         self._phase = None
         self.loss.clear()
+        self.search.set_search(())
         self._refresh()
 
     def show_step(self, index: int, step: Step, job_elapsed: float) -> None:
@@ -79,6 +83,8 @@ class RunProgress(QWidget):
             self._phase_t0 = job_elapsed
             self.loss.clear()
         self.loss.add(step.iteration, step.loss, step.heldout)
+        if step.search:
+            self.search.set_search(step.search)
         self._refresh()
 
     def end(self, state: RunState, message: str = "") -> None:
