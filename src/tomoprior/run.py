@@ -431,7 +431,8 @@ class Reconstruction(Iterator[Step]):
         gen = self.canonical_steps()
         try:
             for st in gen:
-                vol = volume_from_canonical(st.volume, self.prepared.geometry)
+                # a view: the snapshot is already a copy, a second one would double the peak
+                vol = volume_from_canonical(st.volume, self.prepared.geometry, copy=False)
                 geometry = None
                 if st.poses is not None:
                     geometry = self.learned_geometry(st.poses).to_dict()

@@ -173,14 +173,19 @@ def series_from_canonical(series_c: np.ndarray, geometry: TiltGeometry) -> np.nd
     return np.ascontiguousarray(out)
 
 
-def volume_from_canonical(volume_c: np.ndarray, geometry: TiltGeometry) -> np.ndarray:
+def volume_from_canonical(
+    volume_c: np.ndarray, geometry: TiltGeometry, *, copy: bool = True
+) -> np.ndarray:
     """Turn a canonical ``(z, y, x)`` volume back to the input image frame.
 
     Quarter turns are undone exactly; a fine axis rotation is not undone, so
-    the volume lies in the frame of the axis-corrected images.
+    the volume lies in the frame of the axis-corrected images. With
+    ``copy=False`` the result is a view of ``volume_c`` (strided, read it as
+    any array) and costs no memory.
     """
     k, _ = canonical_turns(geometry.tilt_axis)
-    return np.ascontiguousarray(_rot90_content(volume_c, -k))
+    turned = _rot90_content(volume_c, -k)
+    return np.ascontiguousarray(turned) if copy else turned
 
 
 def volume_to_canonical(volume: np.ndarray, geometry: TiltGeometry) -> np.ndarray:
