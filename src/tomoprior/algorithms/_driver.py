@@ -14,7 +14,11 @@ everything else, the same way for every method:
   device memory is released in ``finally`` whatever ends it;
 * resume: the last step carries a :class:`~tomoprior.step.ResumeState`;
   given back as ``resume=``, the run continues exactly (30 iterations equal
-  10 + 10 + 10), after a check that it belongs to this method and shape.
+  10 + 10 + 10), after a check that it belongs to this method and shape;
+* memory: the snapshot is the driver's only copy of the volume; after the
+  set-up and before each snapshot a CPU run gives the C heap's free pages
+  back, and a solver whose state is its own hands it to the last step's
+  resume state instead of a copy.
 
 The design follows CIL's ``Algorithm`` (set-up, update, objective) with the
 loop turned into a generator of :class:`~tomoprior.step.Step`.
@@ -22,6 +26,8 @@ loop turned into a generator of :class:`~tomoprior.step.Step`.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -90,6 +96,9 @@ class Solver:
 
     label = "method"
     hint = "check the data and parameters"
+    #: True when :meth:`state` returns tensors that only the solver holds: after the last
+    #: update nothing changes them, so the last step's resume state takes them uncopied.
+    hands_over_state = False
     phase = "iterate"
 
     def setup(self, problem: Problem, x0: Any, start: int) -> Iterator[Step]:
@@ -112,6 +121,27 @@ class Solver:
         raise NotImplementedError
 
 
+@functools.cache
+def _malloc_trim():
+    """glibc's ``malloc_trim``, or None elsewhere."""
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (AttributeError, OSError, TypeError):
+        return None
+
+
+def _trim_heap(device: torch.device) -> None:
+    """Give the C heap's free pages back to the OS (glibc; CPU runs only).
+
+    Temporaries of a few MB come from malloc's heap, which keeps their pages
+    when they are freed; trimmed, the run's peak is its live data plus the
+    snapshot, not the free lists as well.
+    """
+    trim = _malloc_trim() if device.type == "cpu" else None
+    if trim is not None:
+        trim(0)
+
+
 def _check_extras(label: str, extras: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in extras.items():
         if not isinstance(value, SCALAR_TYPES):
@@ -130,14 +160,18 @@ def _check_resume(resume: Any, name: str, label: str, shape: tuple[int, ...]) ->
     return resume.data
 
 
-def cpu_state(obj: Any) -> Any:
-    """A deep copy of a (nested) state with every tensor detached onto the CPU."""
+def cpu_state(obj: Any, copy: bool = True) -> Any:
+    """A deep copy of a (nested) state with every tensor detached onto the CPU.
+
+    With ``copy=False`` CPU tensors are taken as they are (the containers are still new).
+    """
     if torch.is_tensor(obj):
-        return obj.detach().cpu().clone()
+        t = obj.detach().cpu()
+        return t.clone() if copy else t
     if isinstance(obj, dict):
-        return {k: cpu_state(v) for k, v in obj.items()}
+        return {k: cpu_state(v, copy) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return type(obj)(cpu_state(v) for v in obj)
+        return type(obj)(cpu_state(v, copy) for v in obj)
     return obj
 
 
@@ -165,6 +199,7 @@ def iterate(
             solver.restore(problem, cpu_state(data), start)
         else:
             yield from solver.setup(problem, x0, start)
+        _trim_heap(problem.device)  # the set-up's temporaries
         ks = range(1, iterations + 1) if iterations > 0 else (0,)
         for k in ks:
             checkpoint()
@@ -178,15 +213,18 @@ def iterate(
             if (start + k) % every and not last:  # snapshots at multiples of every
                 continue
             r = solver.report(start + k, last)
+            _trim_heap(problem.device)
             vol = snapshot(r.volume)
-            if not np.isfinite(vol).all():
+            # float32 values add up to a finite float64 unless one is not finite: no mask
+            # the size of the volume on top of the snapshot
+            if not math.isfinite(vol.sum(dtype=np.float64)):
                 raise DivergedError(
                     f"{solver.label} diverged at iteration {start + k} (the volume is not "
                     f"finite): {solver.hint}")
             state = None
             if last and resumable:
                 state = ResumeState(name, start + k, tuple(problem.A.domain_shape),
-                                    cpu_state(solver.state()))
+                                    cpu_state(solver.state(), copy=not solver.hands_over_state))
             yield Step(
                 iteration=start + k, volume=vol, loss=r.loss, total=total, phase=solver.phase,
                 heldout=r.heldout, poses=r.poses, search=tuple(r.search), model=r.model,

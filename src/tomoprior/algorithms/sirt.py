@@ -36,16 +36,50 @@ from ._driver import Problem, Report, Solver, iterate
 __all__ = ["sirt"]
 
 
+_SLAB_BYTES = 8 * 2**20  # volume + tilt-series bytes of the y-slices updated at a time
+
+
 def _inverse(t: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    out = torch.zeros_like(t)
-    nz = t > eps * float(t.max().clamp_min(1e-30))
-    out[nz] = 1.0 / t[nz]
+    """``1 / t`` where ``t > eps * max(t)``, else 0; in place."""
+    small = t <= eps * float(t.max().clamp_min(1e-30))
+    return t.reciprocal_().masked_fill_(small, 0.0)
+
+
+def _slabs(A: Projector) -> list[tuple[slice, Projector]]:
+    """Groups of y-slices and their projectors, each below ``_SLAB_BYTES`` (volume + series)."""
+    z, ny, nx = A.domain_shape
+    t, _, nu = A.range_shape
+    itemsize = torch.empty((), dtype=A.dtype).element_size()
+    k = max(1, _SLAB_BYTES // ((z * nx + t * nu) * itemsize))
+    if k >= ny:
+        return [(slice(0, ny), A)]
+    ops: dict[int, Projector] = {}
+    out = []
+    for s in range(0, ny, k):
+        n = min(ny, s + k) - s
+        if n not in ops:
+            ops[n] = A.for_slices(n)
+        out.append((slice(s, s + n), ops[n]))
     return out
 
 
+def _part(w: torch.Tensor, sl: slice) -> torch.Tensor:
+    """Slices ``sl`` of a weight that is either per y-slice or the same for all (size 1)."""
+    return w[:, sl] if w.shape[1] > 1 else w
+
+
 class _SIRT(Solver):
+    """SIRT, a group of y-slices at a time (the projector contract makes them independent).
+
+    Without a mask the weights are the same for every y-slice and are kept
+    for one. The update and the residual run in place, group by group, so a
+    run holds the volume, the residual and the data, plus one group's
+    temporaries; the residual goes before the last snapshot.
+    """
+
     label = "SIRT"
     hint = "lower the relaxation"
+    hands_over_state = True
 
     def __init__(self, relaxation: float, nonneg: bool) -> None:
         self.relaxation, self.nonneg = relaxation, nonneg
@@ -54,18 +88,25 @@ class _SIRT(Solver):
     def _weights(self, p: Problem) -> None:
         A, m = p.A, p.mask
         self.p = p
-        ones = torch.ones(A.domain_shape, device=A.device, dtype=A.dtype)
-        self.R = _inverse(A(ones))
-        if m is not None:
+        self.slabs = _slabs(A)
+        one = A.for_slices(1)
+        self.R = _inverse(one(torch.ones(one.domain_shape, device=A.device, dtype=A.dtype)))
+        if m is None:
+            self.C = _inverse(one.T(torch.ones(one.range_shape, device=A.device, dtype=A.dtype)))
+        else:
             self.R = self.R * m
-        self.C = _inverse(A.T(torch.ones_like(p.y) if m is None else m))
+            self.C = _inverse(A.T(m))
         self.y_norm = float(torch.linalg.vector_norm(p.y if m is None else p.y * m))
+        self.r = torch.empty_like(p.y)
 
     @torch.no_grad()
     def _residual(self) -> float:
-        self.r = self.p.y - self.p.A(self.x)
-        if self.p.mask is not None:
-            self.r.mul_(self.p.mask)
+        y, m = self.p.y, self.p.mask
+        for sl, op in self.slabs:
+            r = self.r[:, sl]
+            torch.sub(y[:, sl], op(self.x[:, sl]), out=r)
+            if m is not None:
+                r.mul_(m[:, sl])
         self.loss = float(torch.linalg.vector_norm(self.r)) / max(self.y_norm, 1e-30)
         return self.loss
 
@@ -82,12 +123,17 @@ class _SIRT(Solver):
 
     @torch.no_grad()
     def update(self, k: int) -> float:
-        self.x.add_(self.C * self.p.A.T(self.r * self.R), alpha=self.relaxation)
-        if self.nonneg:
-            self.x.clamp_(min=0)
+        for sl, op in self.slabs:
+            step = op.T(self.r[:, sl].mul_(_part(self.R, sl))).mul_(_part(self.C, sl))
+            x = self.x[:, sl]
+            x.add_(step, alpha=self.relaxation)
+            if self.nonneg:
+                x.clamp_(min=0)
         return self._residual()
 
     def report(self, iteration: int, last: bool) -> Report:
+        if last:  # no update follows: the residual's memory goes before the snapshot
+            self.r = None
         return Report(self.x, self.loss)
 
     def state(self) -> dict[str, Any]:
