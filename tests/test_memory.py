@@ -136,7 +136,7 @@ def test_sirt_peak_is_matrix_and_a_few_volumes():
 
     It holds the system matrix, the iterate and the snapshot (the tilt series
     is in the baseline), plus fixed costs (library code, thread stacks):
-    about 65 MB. Before the memory work it took 165 MB (a float64 matrix
+    about 60 MB. Before the memory work it took 165 MB (a float64 matrix
     during the build, its transposed copy, volume-sized temporaries).
     """
     res = subprocess.run([sys.executable, "-c", _PEAK], capture_output=True, text=True,
