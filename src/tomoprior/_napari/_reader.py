@@ -95,11 +95,9 @@ def _may_be_stack(path: pathlib.Path) -> bool:
                 planes = int(np.prod(series.shape[:-2])) if len(series.shape) > 2 else 1
                 return not colour and planes > 1
         if ext == ".npy":
-            with open(path, "rb") as fh:
-                version = np.lib.format.read_magic(fh)
-                read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                        else np.lib.format.read_array_header_2_0)
-                shape = read(fh)[0]
+            from ..io._npy import npy_header
+
+            shape = npy_header(path)[0]
             return len(shape) >= 3 and int(np.prod(shape[:-2])) > 1
     except Exception:  # unreadable header: claim it and explain in read_files
         return True

@@ -12,19 +12,22 @@ from ._budget import check_claim, unreadable
 from ._common import PROVENANCE_KEY, json_sidecar, read_json_sidecar, to_nm
 from ._model import RawRead
 
-__all__ = ["read_npy", "write_npy"]
+__all__ = ["npy_header", "read_npy", "write_npy"]
+
+
+def npy_header(path: pathlib.Path) -> tuple[tuple[int, ...], np.dtype, int]:
+    """``(shape, dtype, data offset)`` of an ``.npy`` file, from its header alone."""
+    fmt = np.lib.format
+    with open(path, "rb") as fh:
+        version = fmt.read_magic(fh)
+        read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+        shape, _, dtype = read(fh)
+        return tuple(shape), dtype, fh.tell()
 
 
 def _check_header(path: pathlib.Path, lazy: bool) -> None:
     """Read the ``.npy`` header alone and compare its claim with the file before loading."""
-    fmt = np.lib.format
-    with open(path, "rb") as fh:
-        version = fmt.read_magic(fh)
-        if version == (1, 0):
-            shape, _, dtype = fmt.read_array_header_1_0(fh)
-        else:
-            shape, _, dtype = fmt.read_array_header_2_0(fh)
-        offset = fh.tell()
+    shape, dtype, offset = npy_header(path)
     if dtype.hasobject:
         raise FormatError(f"{path.name} holds Python objects, not numbers: it is not read")
     check_claim(path.name, shape, dtype, file_bytes=path.stat().st_size, offset=offset,
