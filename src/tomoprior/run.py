@@ -202,7 +202,7 @@ def _canonical_streamed(
     return out
 
 
-def prepare(
+def layout(
     tilt_series: Any,
     geometry: TiltGeometry,
     *,
@@ -212,11 +212,13 @@ def prepare(
     slices: Any = None,
     thickness: int | None = None,
     exclude: Sequence[int] = (),
-) -> Prepared:
-    """Select tilts, bin, orient and cut the slab; validate everything on the way.
+) -> tuple[Selection, TiltGeometry, int, int, tuple[int, int]]:
+    """What :func:`prepare` decides before it reads a pixel, validated.
 
-    ``thickness`` and ``slices`` are in pixels of the input images (before
-    binning); ``slices`` indexes positions along the tilt axis.
+    Returns ``(selection, geometry, binning, full_y, slab)``: the kept tilts,
+    their binned geometry, the binning, the canonical y size of the whole
+    volume and the canonical y range asked for (binned pixels). Only the
+    shape of ``tilt_series`` is looked at.
     """
     _check_series(tilt_series)
     if not isinstance(geometry, TiltGeometry):
@@ -233,7 +235,29 @@ def prepare(
         raise DataError(f"binning by {b} leaves no pixels of a {tilt_series.shape[1]}x"
                         f"{tilt_series.shape[2]} image")
     full_y = w if canonical_turns(geom.tilt_axis)[0] % 2 else h
-    slab = _slab(slices, full_y, b)
+    return sel, geom, b, full_y, _slab(slices, full_y, b)
+
+
+def prepare(
+    tilt_series: Any,
+    geometry: TiltGeometry,
+    *,
+    tilt_range: tuple[float, float] | None = None,
+    increment: float | None = None,
+    bin: int = 1,
+    slices: Any = None,
+    thickness: int | None = None,
+    exclude: Sequence[int] = (),
+) -> Prepared:
+    """Select tilts, bin, orient and cut the slab; validate everything on the way.
+
+    ``thickness`` and ``slices`` are in pixels of the input images (before
+    binning); ``slices`` indexes positions along the tilt axis.
+    """
+    sel, geom, b, full_y, slab = layout(
+        tilt_series, geometry, tilt_range=tilt_range, increment=increment, bin=bin,
+        slices=slices, thickness=thickness, exclude=exclude,
+    )
     if isinstance(tilt_series, np.memmap):  # a file opened lazily: read only what is used
         canon = _canonical_streamed(tilt_series, sel.indices, geom, b, slab)
     else:
@@ -739,46 +763,45 @@ def reconstruct_dask(
     slices: Any = None,
     thickness: int | None = None,
     seed: int = 0,
+    scheduler: Any = None,
+    source: Any = None,
+    return_plan: bool = False,
     **params: Any,
 ):
     """The reconstruction as a lazy dask array, one task per slab of slices.
 
-    Each task runs the method to completion on its slab (plus ``overlap``
-    halo slices for methods that couple slices) and keeps the inner part. A
-    dask tilt series (from a lazy reader) is read slab by slab. The volume
-    is returned in the input frame; nothing is computed until ``.compute()``
-    (or a writer) asks for it.
+    Built on a :class:`~tomoprior.slabs.SlabPlan`: each task is a picklable
+    :class:`~tomoprior.slabs.SlabTask` that reads only its slab of the
+    series (plus ``overlap`` halo slices for methods that couple slices),
+    runs the method to completion and keeps the inner part, so the array
+    computes on any dask scheduler, ``dask.distributed`` included. A dask
+    tilt series is read slab by slab, a memory-mapped one by each task from
+    its file, an in-memory one is cut into slab windows. The volume is in
+    the input frame.
+
+    Decisions that must hold for the whole volume are made here, once,
+    before the array is returned (on ``scheduler``; default: dask's current
+    one): CS-TV's ``lam="auto"`` is searched on sample slabs and fixed, the
+    INR's poses with ``learn_pose`` are learned on the central slab and held
+    fixed (see :mod:`tomoprior.slabs`). Otherwise nothing is computed until
+    ``.compute()`` (or a writer) asks for it.
+
+    With ``return_plan=True`` the result is ``(array, plan)``; the plan's
+    ``decisions`` and ``provenance()`` record the global decisions.
+    ``source`` (a path every worker can read) makes the tasks open the file
+    themselves.
     """
-    import dask
-    import dask.array as da
+    from .slabs import plan_slabs
 
-    rec = run(
-        method, tilt_series, geometry, iterations=iterations, every=10**9, device=device,
-        backend=backend, tilt_range=tilt_range, increment=increment, exclude=exclude, bin=bin,
-        slices=slices, thickness=thickness, seed=seed, **params,
+    plan = plan_slabs(
+        method, tilt_series, geometry, chunk=chunk, overlap=overlap, iterations=iterations,
+        device=None if device is None else str(device), backend=backend, tilt_range=tilt_range,
+        increment=increment, exclude=exclude, bin=bin, slices=slices, thickness=thickness,
+        seed=seed, source=source, **params,
     )
-    prep = rec.prepared
-    ov = (0 if rec.method.capabilities.separable else 8) if overlap is None else max(0, int(overlap))
-    z, ny, nu = prep.volume_shape
-    blocks = []
-    for s, e, os_, oe in _chunks(ny, chunk, ov):
-
-        def work(s=s, e=e, os_=os_, oe=oe):
-            sub = Reconstruction(
-                rec.method, rec.prepared, params=rec.params, iterations=rec.iterations,
-                every=10**9, device=rec.device, backend=rec.backend, x0=None, start=0,
-                heldout=0.0, seed=rec.seed, chunk=None, overlap=0, source=None,
-            )
-            sub._chunks = [(s, e, os_, oe)]
-            last = None
-            for last in sub.canonical_steps():
-                pass
-            return last.volume
-
-        blocks.append(da.from_delayed(dask.delayed(work)(), shape=(z, e - s, nu), dtype=np.float32))
-    canon = da.concatenate(blocks, axis=1)
-    k, _ = canonical_turns(prep.geometry.tilt_axis)
-    return da.rot90(canon, k, axes=(1, 2)) if k else canon
+    plan = plan.decide_with_dask(tilt_series, scheduler)
+    arr = plan.to_dask(tilt_series)
+    return (arr, plan) if return_plan else arr
 
 
 def summary(rec: Reconstruction) -> Mapping[str, Any]:
