@@ -11,6 +11,8 @@ computing anything: it refuses a wrong extension, a missing or read-only
 folder, an existing file (unless overwriting is allowed), and an output that
 is the same file as an input or as one of the input's sidecars, compared by
 identity (``os.path.samefile``), so hard links and symbolic links are caught.
+An output Zarr store (a ``.zarr`` folder) may replace an existing store only;
+any other folder is refused.
 """
 
 from __future__ import annotations
@@ -79,8 +81,10 @@ def check_output(
     folder = _resolve(p.parent)
     if not folder.is_dir():
         raise FormatError(f"cannot write {p.name}: the folder {p.parent} does not exist")
-    if p.is_dir():
-        raise FormatError(f"{p} is a folder, not a file name")
+    if p.is_dir() and not _is_store(p):
+        raise FormatError(f"{p} is a folder, not a file name" if p.suffix.lower() != ".zarr" else
+                          f"{p} is a folder that is not a Zarr store: it is never replaced, "
+                          "choose another name")
     try:  # a real probe: permissions, read-only file systems and quotas all show here
         fd, probe = tempfile.mkstemp(prefix=".tomoprior-probe-", dir=folder)
         os.close(fd)
@@ -100,6 +104,13 @@ def check_output(
             if t.exists() or t.is_symlink():
                 raise FormatError(f"{t} exists: choose another name or give --overwrite")
     return p
+
+
+def _is_store(path: pathlib.Path) -> bool:
+    """A Zarr store (a ``.zarr`` folder), which an output may replace."""
+    from .io._zarr import is_zarr_store
+
+    return path.suffix.lower() == ".zarr" and not path.is_symlink() and is_zarr_store(path)
 
 
 @contextlib.contextmanager

@@ -3,7 +3,7 @@
 Readers cover multi-page TIFF (ImageJ/OME), the MRC family used by IMOD and
 SerialEM (``.mrc .st .ali .preali .rec .mrcs``), NumPy ``.npy``, and through
 rosettasciio Gatan DM3/DM4 (single stacks or numbered series of images),
-Velox EMD and TIA SER. Tilt angles come from an angle file next to the data
+Velox EMD and TIA SER, and Zarr / OME-Zarr stores (read lazily). Tilt angles come from an angle file next to the data
 (``.rawtlt``, ``.tlt``), from the file's own metadata, or from a SerialEM
 ``.mdoc``; pixel sizes are reported in nm.
 
@@ -14,6 +14,7 @@ Examples
 >>> f.geometry.summary(), f.warnings               # doctest: +SKIP
 >>> series = f.load()                              # float32 (n_tilts, rows, cols)  # doctest: +SKIP
 >>> io.write_volume("vol.mrc", volume, pixel_size=3.36, provenance={"method": "sirt"})  # doctest: +SKIP
+>>> io.write_volume("vol.ome.zarr", volume, pixel_size=3.36)   # OME-NGFF 0.4  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from ._write import (
     write_tilt_series,
     write_volume,
 )
+from ._zarr import ZarrVolumeWriter, is_zarr_store, slab_axis, slab_chunks
 
 __all__ = [
     "LAZY_THRESHOLD_BYTES",
@@ -37,11 +39,15 @@ __all__ = [
     "VOLUME_EXTENSIONS",
     "MdocInfo",
     "TiltSeriesFile",
+    "ZarrVolumeWriter",
     "find_numbered_series",
+    "is_zarr_store",
     "read",
     "read_angles",
     "read_mdoc",
     "read_provenance",
+    "slab_axis",
+    "slab_chunks",
     "write_tilt_series",
     "write_volume",
 ]

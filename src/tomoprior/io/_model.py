@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import pathlib
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from ..errors import GeometryError
 from ..geometry import TiltGeometry, angles_from_start_step
 
 __all__ = ["TiltSeriesFile", "is_lazy", "no_angles_message"]
@@ -119,6 +121,22 @@ class TiltSeriesFile:
             warnings=kept,
             metadata=dict(self.metadata),
         )
+
+    def with_pixel_size(self, pixel_size: float, *, source: str = "user") -> TiltSeriesFile:
+        """A copy whose pixel size (nm) is ``pixel_size``, in the geometry too.
+
+        The file's own value, if any, is kept in ``metadata["file_pixel_size"]``;
+        ``metadata["pixel_size_source"]`` says where the new one came from.
+        """
+        value = float(pixel_size)
+        if not math.isfinite(value) or value <= 0:
+            raise GeometryError(f"the pixel size must be a positive number of nm, got {pixel_size!r}")
+        metadata = dict(self.metadata, pixel_size_source=source, file_pixel_size=self.pixel_size)
+        geometry = None
+        if self.geometry is not None:
+            geometry = self.geometry.replace(pixel_size=value, pixel_unit="nm")
+        return dataclasses.replace(self, pixel_size=value, pixel_unit="nm", geometry=geometry,
+                                   metadata=metadata, warnings=list(self.warnings))
 
     def with_start_step(self, start: float, step: float) -> TiltSeriesFile:
         """A copy whose angles are ``start, start + step, ...`` (one per image)."""

@@ -17,6 +17,7 @@ from ._mrc import read_mrc
 from ._npy import read_npy
 from ._rsciio import read_rsciio
 from ._tiff import read_tiff
+from ._zarr import read_zarr
 
 __all__ = ["LAZY_THRESHOLD_BYTES", "SUPPORTED_EXTENSIONS", "read"]
 
@@ -37,6 +38,7 @@ _READERS: dict[str, Callable[[pathlib.Path, bool], RawRead]] = {
     ".dm4": read_rsciio,
     ".emd": read_rsciio,
     ".ser": read_rsciio,
+    ".zarr": read_zarr,
 }
 
 #: every extension :func:`read` accepts (lower case, with the dot)
@@ -94,7 +96,8 @@ def read(
     Parameters
     ----------
     path : str or pathlib.Path
-        A file with one of :data:`SUPPORTED_EXTENSIONS`. Opening one image
+        A file with one of :data:`SUPPORTED_EXTENSIONS`, or a Zarr / OME-Zarr
+        store (a ``.zarr`` folder, opened as a dask array). Opening one image
         of a numbered DM/EMD series (``scan_001.dm4``, ``scan_002.dm4`` ...)
         reads the whole series in numeric order.
     angles : array-like, str or pathlib.Path, optional
@@ -102,8 +105,9 @@ def read(
         any angles found with the data.
     lazy : bool, optional
         ``True`` memory-maps the file or wraps it in a dask array, ``False``
-        reads it into memory, ``None`` (default) is lazy only for files larger
-        than :data:`LAZY_THRESHOLD_BYTES` or than the memory that is free.
+        reads it into memory, ``None`` (default) is lazy for Zarr stores and
+        for files larger than :data:`LAZY_THRESHOLD_BYTES` or than the memory
+        that is free.
     angles_unit : {"deg", "rad"}
         Unit of the angles found with the file or given by ``angles``.
         Angles that look like radians (all within ±1.6 and spanning more
@@ -158,14 +162,16 @@ def _read(path: pathlib.Path, angles: Any, lazy: bool | None, unit: str) -> Tilt
         raise FormatError(f"{name} is a symbolic link to nothing (broken, or a loop of links)")
     if not path.exists():
         raise FormatError(f"file not found: {path}")
-    if path.is_dir():
-        raise FormatError(f"{path} is a folder: choose a tilt-series file inside it")
     ext = path.suffix.lower()
+    if path.is_dir() and ext != ".zarr":
+        raise FormatError(f"{path} is a folder: choose a tilt-series file inside it")
     if ext not in _READERS:
         raise FormatError(
             f"cannot read {name}: unknown extension {ext or '(none)'!r}; supported: "
             + " ".join(SUPPORTED_EXTENSIONS)
         )
+    if lazy is None and ext == ".zarr":
+        lazy = True  # a store is chunked: always read on demand
     if lazy is None:
         size = path.stat().st_size
         lazy = size > LAZY_THRESHOLD_BYTES or size > memory_budget()

@@ -22,13 +22,14 @@ from ._common import (
 from ._mrc import write_mrc
 from ._npy import write_npy
 from ._tiff import tiff_provenance, write_tiff
+from ._zarr import check_store_target, is_zarr_store, write_zarr, zarr_provenance
 
 __all__ = ["read_provenance", "write_tilt_series", "write_volume"]
 
 _TIFF = (".tif", ".tiff")
 _MRC = (".mrc", ".st", ".ali", ".rec", ".mrcs", ".preali")
 TILT_SERIES_EXTENSIONS = (".tif", ".tiff", ".mrc", ".st", ".ali", ".npy")
-VOLUME_EXTENSIONS = (".tif", ".tiff", ".mrc", ".rec", ".npy")
+VOLUME_EXTENSIONS = (".tif", ".tiff", ".mrc", ".rec", ".npy", ".zarr", ".ome.zarr")
 
 
 def _target(path: str | pathlib.Path, allowed: tuple[str, ...], what: str) -> pathlib.Path:
@@ -144,18 +145,22 @@ def write_volume(
     Parameters
     ----------
     path : str or pathlib.Path
-        ``.tif``/``.tiff`` (ImageJ hyperstack), ``.mrc``/``.rec`` or ``.npy``.
+        ``.tif``/``.tiff`` (ImageJ hyperstack), ``.mrc``/``.rec``, ``.npy``,
+        or an OME-Zarr store ``.ome.zarr``/``.zarr`` (a folder, written slab by
+        slab in chunks along the tilt axis of ``provenance["geometry"]``; see
+        :class:`~tomoprior.io.ZarrVolumeWriter` for writing as slabs finish).
     volume : array-like
-        The volume; float64 and other types ImageJ/MRC cannot hold are
-        written as float32.
+        The volume (numpy, memory-mapped or dask); float64 and other types
+        ImageJ/MRC cannot hold are written as float32 (Zarr keeps the type).
     pixel_size : float, optional
         Voxel size in ``pixel_unit``.
     pixel_unit : str
         ``"nm"`` or ``"Å"`` (also ``"µm"``); MRC stores Å, TIFF stores nm.
     provenance : dict, optional
         How the volume was made (method, parameters, geometry, version ...),
-        stored as JSON: in the TIFF ImageJ ``Info`` text, or in a
-        ``<stem>.json`` file next to an MRC or ``.npy`` file. Read it back
+        stored as JSON: in the TIFF ImageJ ``Info`` text, in a
+        ``<stem>.json`` file next to an MRC or ``.npy`` file, or in the
+        ``"tomoprior"`` attribute of a Zarr group. Read it back
         with :func:`read_provenance`.
     overwrite : bool
         When ``False``, raise instead of replacing an existing file.
@@ -173,6 +178,9 @@ def write_volume(
     if pixel_size is not None and pixel is None:
         raise FormatError(f"pixel size must be a positive number, got {pixel_size!r}")
     ext = path.suffix.lower()
+    if ext == ".zarr":
+        check_store_target(path, overwrite)
+        return write_zarr(path, volume, pixel_size=pixel, provenance=provenance, overwrite=overwrite)
     sidecar = ext not in _TIFF and (provenance is not None or (ext == ".npy" and pixel))
     _check_free([path, json_sidecar(path)] if sidecar else [path], overwrite)
     if ext in _TIFF:
@@ -209,12 +217,14 @@ def read_provenance(path: str | pathlib.Path) -> dict | None:
         When the file does not exist or its type cannot carry provenance.
     """
     path = pathlib.Path(path).expanduser()
+    ext = path.suffix.lower()
+    if ext == ".zarr" and is_zarr_store(path):
+        return zarr_provenance(path)
     if not path.is_file():
         raise FormatError(f"file not found: {path}")
-    ext = path.suffix.lower()
     if ext in _TIFF:
         return tiff_provenance(path)
     if ext in _MRC or ext == ".npy":
         value = (read_json_sidecar(path) or {}).get(PROVENANCE_KEY)
         return value if isinstance(value, dict) else None
-    raise FormatError(f"no provenance can be stored in {ext} files: use .tif, .mrc or .npy")
+    raise FormatError(f"no provenance can be stored in {ext} files: use .tif, .mrc, .npy or .zarr")
