@@ -212,3 +212,51 @@ def test_napari_opens_a_serialem_folder_through_the_manifest(make_napari_viewer,
     viewer.open(str(folder), plugin="napari-tomoprior")
     (layer,) = viewer.layers
     assert layer.data.shape == (3, 16, 16) and list(layer.metadata["angles"]) == [-30, 0, 30]
+
+
+@pytest.mark.parametrize("name", ["out.ome.zarr", "out.zarr"])
+def test_writer_and_reader_round_trip_ome_zarr(tmp_path, notes, name):
+    import dask.array as da
+
+    vol = np.random.default_rng(2).random((6, 8, 10), dtype=np.float32)
+    prov = {"method": "sirt", "geometry": {"tilt_axis": 90.0}}
+    meta = {"name": "SIRT", "metadata": {"tomoprior_kind": "volume", "pixel_size": 2.5,
+                                         "pixel_unit": "nm", "provenance": prov}}
+    lazy = da.from_array(vol, chunks=(6, 3, 10))  # a lazy layer is written chunk by chunk
+    (written,) = write_image_layer(str(tmp_path / name), lazy, meta)
+    assert written == str(tmp_path / name)
+    assert get_reader(written) is read_files and get_reader(written + "/") is read_files
+    ((data, kwargs, kind),) = read_files(written)
+    assert kind == "image" and kwargs["name"] == "out"
+    assert isinstance(data, da.Array)  # opened lazily
+    np.testing.assert_array_equal(data.compute(), vol)
+    assert kwargs["scale"] == pytest.approx((2.5, 2.5, 2.5))
+    assert kwargs["metadata"]["provenance"] == prov
+    assert kwargs["metadata"]["tomoprior_kind"] == "volume"
+    assert not notes["warning"] and not notes["error"]
+    # existing store: the napari writer replaces it (napari's save dialog asks first)
+    (again,) = write_image_layer(written, vol * 2, meta)
+    np.testing.assert_array_equal(np.asarray(read_files(again)[0][0]), vol * 2)
+
+
+def test_reader_explains_a_zarr_folder_that_is_no_store(tmp_path, notes):
+    (tmp_path / "empty.zarr").mkdir()
+    assert get_reader(str(tmp_path / "empty.zarr")) is read_files
+    assert read_files(str(tmp_path / "empty.zarr")) == [(None,)]
+    assert len(notes["error"]) == 1 and "not a Zarr store" in notes["error"][0]
+
+
+def test_napari_saves_and_opens_ome_zarr_through_the_manifest(make_napari_viewer, tmp_path):
+    vol = np.random.default_rng(3).random((5, 6, 7), dtype=np.float32)
+    viewer = make_napari_viewer()
+    viewer.add_image(vol, name="rec", scale=(0.5, 0.5, 0.5),
+                     metadata={"tomoprior_kind": "volume", "pixel_size": 0.5, "pixel_unit": "nm",
+                               "provenance": {"method": "wbp"}})
+    out = tmp_path / "rec.ome.zarr"
+    viewer.layers.save(str(out), plugin="napari-tomoprior")
+    assert io.read_provenance(out) == {"method": "wbp"}
+    viewer.layers.clear()
+    viewer.open(str(out), plugin="napari-tomoprior")
+    (layer,) = viewer.layers
+    np.testing.assert_array_equal(np.asarray(layer.data), vol)
+    assert tuple(layer.scale) == pytest.approx((0.5, 0.5, 0.5))

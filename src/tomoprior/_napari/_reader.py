@@ -5,7 +5,8 @@ is the tilt index) and its angles, tilt axis, pixel size and source in
 ``layer.metadata``; a reconstructed volume (a file written by
 :func:`tomoprior.io.write_volume`, an MRC volume, a ``.rec``) opens with
 ``scale = (ps, ps, ps)`` and its provenance. Lazy data (memory maps, dask
-arrays of large files) are handed to napari as they are.
+arrays of large files and of Zarr / OME-Zarr stores, which napari passes as
+folders) are handed to napari as they are.
 
 Files without tilt angles open with a warning notification that tells the
 user to set the start and step in the Reconstruction widget; files that
@@ -47,7 +48,7 @@ def get_reader(path: PathLike | Sequence[PathLike]) -> Callable | None:
     from ..io import SUPPORTED_EXTENSIONS
 
     paths = _paths(path)
-    if len(paths) == 1 and pathlib.Path(paths[0]).is_dir():
+    if len(paths) == 1 and pathlib.Path(paths[0]).is_dir() and not _is_zarr(paths[0]):
         stack = serialem_stack(pathlib.Path(paths[0]))
         return None if stack is None else (lambda _folder: read_files(str(stack)))
     if not paths or any(pathlib.Path(p).suffix.lower() not in SUPPORTED_EXTENSIONS for p in paths):
@@ -55,6 +56,10 @@ def get_reader(path: PathLike | Sequence[PathLike]) -> Callable | None:
     if not all(_may_be_stack(pathlib.Path(p)) for p in paths):
         return None  # a plain 2D or colour picture: let napari's own readers take it
     return read_files
+
+
+def _is_zarr(path: PathLike) -> bool:
+    return pathlib.Path(path).suffix.lower() == ".zarr"
 
 
 def serialem_stack(folder: pathlib.Path) -> pathlib.Path | None:
@@ -110,6 +115,8 @@ def layer_data_from_file(path: PathLike) -> LayerData:
 
     f = io.read(path)
     name = f.path.stem
+    if f.path.suffix.lower() == ".zarr":
+        name = f.path.name[: -len(".zarr")].removesuffix(".ome").removesuffix(".OME")
     meta = f.metadata
     if meta.get("volume") or meta.get("provenance") is not None:
         md = volume_metadata(

@@ -1,9 +1,10 @@
-"""napari writer: a reconstruction layer to ``.tif``/``.mrc`` with pixel size and provenance.
+"""napari writer: a reconstruction layer to ``.tif``/``.mrc``/``.ome.zarr`` with pixel size and provenance.
 
 The provenance block in ``layer.metadata["provenance"]`` (method,
 parameters, kept tilts, device, seconds, version) goes into the file: the
-ImageJ ``Info`` text of a TIFF or a ``<stem>.json`` next to an MRC file (see
-:func:`tomoprior.io.write_volume`). A tilt-series layer with angles is
+ImageJ ``Info`` text of a TIFF, a ``<stem>.json`` next to an MRC file, or
+the attributes of an OME-Zarr store (see :func:`tomoprior.io.write_volume`;
+a lazy layer is written to Zarr chunk by chunk). A tilt-series layer with angles is
 written as a tilt series with its ``.rawtlt``.
 """
 
