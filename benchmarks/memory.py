@@ -14,8 +14,7 @@ hide in another's) on the needle (``needle_haadf.tif``, 77 tilts of
     for step in run(method, f.data, f.geometry, iterations=n, every=n, bin=b, device="cpu"):
         last = step
 
-The process first imports torch, tomoprior and astra (which the sparse
-projector imports lazily to build its system matrix) and reads the file; its
+The process first imports torch and tomoprior and reads the file; its
 resident set size (RSS, ``VmRSS``) then is the *baseline*. The kernel's
 high-water mark (``VmHWM``) is reset there (``/proc/self/clear_refs``) and read
 after the run: the *peak*. ``peak - baseline`` is what the reconstruction
@@ -54,7 +53,7 @@ NOTES = """
 ## Notes
 
 - **The goal is on `peak − baseline`.** Importing torch alone takes about 250 MB,
-  which no algorithm can shed; the baseline also holds tomoprior, astra and the
+  which no algorithm can shed; the baseline also holds tomoprior and the
   uint16 file. The whole peak, imports included, is the last column.
 - **What SIRT holds at its peak**, the snapshot after the last iteration: the
   float32 tilt series (the input), the system matrix of one slice (float32
@@ -136,9 +135,6 @@ def child(method: str, data: str, iterations: int, binning: int, threads: int) -
     if threads:
         torch.set_num_threads(threads)
     f = io.read(data)
-    without_astra = _status("VmRSS")
-    import astra  # noqa: F401  (the sparse projector's matrix builder: a fixed import cost)
-
     baseline = _status("VmRSS")
     reset = _reset_peak()
     t0 = time.perf_counter()
@@ -156,7 +152,7 @@ def child(method: str, data: str, iterations: int, binning: int, threads: int) -
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return {
         "method": method, "iterations": iterations, "bin": binning, "steps": steps,
-        "seconds": seconds, "astra_import": baseline - without_astra, "baseline": baseline,
+        "seconds": seconds, "baseline": baseline,
         "peak": peak, "peak_reset": reset, "input": rec.prepared.series.nbytes,
         "output": last.volume.nbytes, "output_shape": list(last.volume.shape),
         "matrix": _matrix_bytes(),
@@ -211,14 +207,12 @@ def report(results: list[dict], lines: list[str]) -> list[str]:
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |",
         *(row(r) for r in results),
         "",
-        "MB = 10⁶ bytes. Baseline: RSS after importing torch, tomoprior and astra and reading "
+        "MB = 10⁶ bytes. Baseline: RSS after importing torch and tomoprior and reading "
         "the file; peak: the kernel's RSS high-water mark (`VmHWM`, reset at the baseline) "
         "after the run. Input: the float32 tilt series as reconstructed (after binning); "
         "output: the float32 volume. Each method ran in a fresh process, with "
         "`every = iterations` (one snapshot), on the CPU.",
     ]
-    astra_mb = sorted({round(r["astra_import"] / MB) for r in results})
-    lines.append(f"The astra import inside the baseline: {', '.join(map(str, astra_mb))} MB.")
     if not all(r["peak_reset"] for r in results):
         lines.append("**The high-water mark could not be reset here: peaks are lifetime maxima "
                      "(`ru_maxrss`), imports included.**")

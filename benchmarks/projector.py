@@ -333,11 +333,11 @@ def describe_orientation(perm, flips) -> str:
 
 def strip_residual(vol_c: np.ndarray, series_c: np.ndarray, angles: np.ndarray) -> float:
     """Relative reprojection residual with ASTRA's ``strip`` system matrix (etspy's model)."""
-    from tomoprior.operators.sparse import system_matrix
+    from tomoprior.operators.astra_ref import astra_system_matrix
 
     nz, ny, nx = vol_c.shape
     t, _, nu = series_c.shape
-    w = system_matrix(angles, nz, nx, nu, kernel="strip")
+    w = astra_system_matrix(angles, nz, nx, nu, kernel="strip")
     cols = vol_c.astype(np.float64).transpose(0, 2, 1).reshape(nz * nx, ny)
     proj = (w @ cols).reshape(t, nu, ny).transpose(0, 2, 1)
     y = series_c.astype(np.float64)

@@ -13,15 +13,51 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..errors import MethodUnavailable
 from .base import Projector
 
-__all__ = ["AstraProjector"]
+__all__ = ["AstraProjector", "astra_available", "astra_system_matrix"]
+
+
+def astra_available() -> bool:
+    """Whether ASTRA can be imported (it is an optional extra, ``[astra]``)."""
+    try:
+        _astra()
+    except MethodUnavailable:
+        return False
+    return True
 
 
 def _astra():
-    import astra
-
+    try:
+        import astra
+    except ImportError:
+        raise MethodUnavailable(
+            "the 'astra' projector needs the ASTRA Toolbox: pip install 'napari-tomoprior[astra]' "
+            "(Linux and Windows), or use --backend sparse"
+        ) from None
     return astra
+
+
+def astra_system_matrix(angles_deg, nz: int, nx: int, n_det: int, kernel: str = "linear"):
+    """ASTRA's own 2D parallel system matrix (scipy CSR, float64): the reference.
+
+    Same layout as :func:`tomoprior.operators.joseph.linear_matrix`; ``kernel``
+    may also be ``"strip"`` or ``"line"``.
+    """
+    astra = _astra()
+    vg = astra.create_vol_geom(int(nz), int(nx))
+    pg = astra.create_proj_geom("parallel", 1.0, int(n_det), np.deg2rad(np.asarray(angles_deg)))
+    pid = astra.create_projector(kernel, pg, vg)
+    mid = astra.projector.matrix(pid)
+    try:
+        w = astra.matrix.get(mid).tocsr()
+    finally:
+        astra.matrix.delete(mid)
+        astra.projector.delete(pid)
+    w.eliminate_zeros()
+    w.sort_indices()
+    return w
 
 
 class AstraProjector(Projector):

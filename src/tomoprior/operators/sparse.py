@@ -1,7 +1,8 @@
 """Fast projector: one 2D system matrix applied to all y-slices at once.
 
-The 2D system matrix ``W`` of ASTRA's ``linear`` (Joseph) parallel-beam
-projector is built once on the CPU for the slice geometry
+The 2D system matrix ``W`` of the linear (Joseph) parallel-beam projector,
+ASTRA's ``linear`` kernel (:mod:`.joseph`, no ASTRA needed), is built once on
+the CPU for the slice geometry
 ``(z, x) -> (tilt, u)``, a few tilts at a time, straight into a CSR matrix
 with 32-bit indices in the projector's dtype. Projecting a volume is then a
 sparse-dense product whose dense columns are the y-slices, which keeps every
@@ -33,49 +34,42 @@ import scipy.sparse
 import torch
 
 from .base import Projector
+from .joseph import linear_matrix
 
 __all__ = ["SparseProjector", "system_matrix"]
 
 _CACHE: OrderedDict[tuple, _Matrix] = OrderedDict()
 _CACHE_LOCK = threading.Lock()
 _CACHE_SIZE = 4
-_BLOCK_NNZ = 2**21  # non-zeros of the float64 matrix ASTRA hands over per call while building
+_BLOCK_NNZ = 2**20  # non-zeros built per block (about 60 bytes each while building)
 _THREADED_WORK = 2**26  # multiply-adds from which the CPU adjoint is worth several threads
 _CPU_COLUMNS = 16  # dense columns per product on the CPU: blocks that stay in cache
 
 
-def system_matrix(angles_deg: np.ndarray, nz: int, nx: int, n_det: int, kernel: str = "linear"):
-    """ASTRA 2D parallel system matrix (scipy CSR, float64), rows ``t*n_det+u``, cols ``z*nx+x``."""
-    import astra  # imported lazily: astra's import is slow and prints on some systems
+def system_matrix(angles_deg: np.ndarray, nz: int, nx: int, n_det: int) -> scipy.sparse.csr_matrix:
+    """The linear (Joseph) parallel system matrix (scipy CSR, float64), rows ``t*n_det+u``, cols ``z*nx+x``.
 
-    vg = astra.create_vol_geom(int(nz), int(nx))
-    pg = astra.create_proj_geom("parallel", 1.0, int(n_det), np.deg2rad(angles_deg))
-    pid = astra.create_projector(kernel, pg, vg)
-    mid = astra.projector.matrix(pid)
-    try:
-        w = astra.matrix.get(mid).tocsr()
-    finally:
-        astra.matrix.delete(mid)
-        astra.projector.delete(pid)
-    w.eliminate_zeros()
-    w.sort_indices()
-    return w
+    Built by :func:`tomoprior.operators.joseph.linear_matrix`, ASTRA's ``linear``
+    kernel without ASTRA.
+    """
+    return linear_matrix(angles_deg, nz, nx, n_det, dtype=np.float64)
 
 
 def _build(angles: np.ndarray, nz: int, nx: int, nu: int,
            dtype: np.dtype) -> scipy.sparse.csr_matrix:
     """:func:`system_matrix` in ``dtype`` with int32 indices, a few tilts at a time.
 
-    ASTRA computes every tilt on its own, so the blocks stacked are the matrix
-    of all tilts; only one block exists in float64 at a time.
+    Every tilt's rows depend on that tilt alone, so the blocks stacked are the
+    matrix of all tilts; the build's float64 temporaries exist for one block
+    at a time.
     """
     per_block = max(1, _BLOCK_NNZ // (2 * nu * max(nz, nx)))
     indptr, indices, data = [np.zeros(1, np.int32)], [], []
     for i in range(0, angles.size, per_block):
-        w = system_matrix(angles[i : i + per_block], nz, nx, nu)
+        w = linear_matrix(angles[i : i + per_block], nz, nx, nu, dtype=dtype)
         indptr.append((w.indptr[1:] + int(indptr[-1][-1])).astype(np.int32))
-        indices.append(w.indices.astype(np.int32, copy=False))
-        data.append(w.data.astype(dtype))
+        indices.append(w.indices)
+        data.append(w.data)
     data = np.concatenate(data)  # one array at a time: the blocks of the last are freed
     indices = np.concatenate(indices)
     return scipy.sparse.csr_matrix((data, indices, np.concatenate(indptr)),
