@@ -425,3 +425,57 @@ def test_exclude_takes_image_numbers_from_one(series_file, tmp_path, capsys):
     assert summary["kept_tilts"] == list(range(1, n - 2))
     assert _reconstruct(path, tmp_path / "w.mrc", "--exclude", "0") == 2
     assert "image numbers from 1" in capsys.readouterr().err
+
+
+# -- --pixel-size ------------------------------------------------------------------------------------
+@pytest.fixture
+def no_pixel_file(tmp_path, small_series):
+    series, g, _ = small_series
+    path = tmp_path / "nopixel.tif"
+    io.write_tilt_series(path, series, g.replace(pixel_size=None))
+    assert io.read(path).pixel_size is None
+    return path
+
+
+def test_info_pixel_size_sets_and_overrides(no_pixel_file, series_file, capsys):
+    assert main(["info", str(no_pixel_file)]) == 0
+    assert "pixel size" not in capsys.readouterr().out
+    assert main(["info", str(no_pixel_file), "--pixel-size", "0.42"]) == 0
+    assert "pixel size 0.42 nm (from --pixel-size)" in capsys.readouterr().out
+    assert main(["info", str(no_pixel_file), "--pixel-size", "0.42", "--json"]) == 0
+    info = _json_tail(capsys.readouterr().out)
+    assert info["pixel_size"] == 0.42 and info["pixel_size_source"] == "--pixel-size"
+    path, _, _ = series_file  # a file with 0.8 nm
+    assert main(["info", str(path), "--pixel-size", "0.5"]) == 0
+    assert "pixel size 0.5 nm (from --pixel-size; the file says 0.8 nm)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("ext", [".mrc", ".tif"])
+def test_reconstruct_pixel_size_reaches_file_and_provenance(no_pixel_file, tmp_path, capsys, ext):
+    out = tmp_path / f"v{ext}"
+    assert main(["reconstruct", str(no_pixel_file), "-o", str(out), "--method", "wbp",
+                 "--pixel-size", "0.6", "--json"]) == 0
+    assert io.read(out).pixel_size == pytest.approx(0.6, rel=1e-4)
+    assert io.read_provenance(out)["geometry"]["pixel_size"] == pytest.approx(0.6)
+    assert _json_tail(capsys.readouterr().out)["output"] == str(out)
+
+
+def test_align_pixel_size_reaches_the_aligned_series(no_pixel_file, tmp_path, capsys):
+    out = tmp_path / "aligned.mrc"
+    assert main(["align", str(no_pixel_file), "-o", str(out), "--no-axis", "--pixel-size",
+                 "1.5"]) == 0
+    assert io.read(out).pixel_size == pytest.approx(1.5, rel=1e-4)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "abc", "-inf"])
+@pytest.mark.parametrize("command", ["info", "reconstruct", "align"])
+def test_bad_pixel_size_is_one_line_exit_2(no_pixel_file, tmp_path, capsys, value, command):
+    args = [command, str(no_pixel_file), f"--pixel-size={value}"]
+    if command != "info":
+        args += ["-o", str(tmp_path / "o.mrc")]
+    if command == "reconstruct":
+        args += ["--method", "wbp"]
+    assert _rc(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--pixel-size" in err[0], err
+    assert not (tmp_path / "o.mrc").exists()

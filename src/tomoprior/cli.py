@@ -81,6 +81,8 @@ def _read(args: argparse.Namespace):
     path = Path(args.path)
     f = io.read(path, angles=getattr(args, "angles", None),
                 angles_unit=getattr(args, "angles_unit", None) or "deg")
+    if getattr(args, "pixel_size", None) is not None:  # sets or overrides the file's value
+        f = f.with_pixel_size(args.pixel_size, source="--pixel-size")
     start, step = getattr(args, "tilt_start", None), getattr(args, "tilt_step", None)
     if (start is None) != (step is None):
         raise _Exit("give both --tilt-start and --tilt-step")
@@ -201,6 +203,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         "lazy": _is_lazy(f.data),
         "pixel_size": f.pixel_size,
         "pixel_unit": f.pixel_unit,
+        "pixel_size_source": f.metadata.get("pixel_size_source") or ("file" if f.pixel_size else None),
         "angle_source": f.angle_source or None,
         "angles": None if g is None else [float(a) for a in g.angles],
         "angle_range": None if g is None else list(g.angle_range),
@@ -214,9 +217,14 @@ def cmd_info(args: argparse.Namespace) -> int:
         _emit_json(info)
         return 0
     print(f"{f.path}")
-    print(f"  shape      {tuple(f.data.shape)} (tilts, rows, cols), {f.data.dtype}"
+    volume = bool(f.metadata.get("volume")) and g is None
+    print(f"  shape      {tuple(f.data.shape)} "
+          f"{'(z, y, x) volume' if volume else '(tilts, rows, cols)'}, {f.data.dtype}"
           + ("  [opened lazily]" if info["lazy"] else ""))
-    if g is None:
+    if volume:
+        method = (f.metadata.get("provenance") or {}).get("method")
+        print(f"  made by    tomoprior {method}" if method else "  angles     none (a volume)")
+    elif g is None:
         print("  angles     none found")
     else:
         lo, hi = g.angle_range
@@ -226,7 +234,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         note = " (not recorded in the file: assumed)" if src == "default" else (f" (from {src})" if src else "")
         print(f"  tilt axis  {g.tilt_axis_name}{note}")
     if f.pixel_size:
-        print(f"  pixel size {f.pixel_size:g} {f.pixel_unit}")
+        given, before = f.metadata.get("pixel_size_source"), f.metadata.get("file_pixel_size")
+        note = f" (from {given}" + (f"; the file says {before:g} nm)" if before else ")") if given else ""
+        print(f"  pixel size {f.pixel_size:g} {f.pixel_unit}{note}")
     for w in f.warnings:
         print(f"  warning: {w}")
     return 0
@@ -240,6 +250,8 @@ def _add_common_recon_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tilt-step", type=_number(float, 0.0, 180.0, low_open=True), metavar="DEG")
     p.add_argument("--tilt-axis", metavar="{horizontal,vertical,DEG}",
                    help="tilt-axis orientation (default: from the file, else horizontal)")
+    p.add_argument("--pixel-size", type=_number(float, 0.0, low_open=True), metavar="NM",
+                   help="pixel size in nm: sets it, or overrides the file's value")
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
@@ -251,7 +263,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 
     m = get_method(args.method)
     out = Path(args.output)
-    companions = [] if out.suffix.lower() in (".tif", ".tiff") else [out.with_suffix(".json")]
+    companions = [] if out.suffix.lower() in (".tif", ".tiff", ".zarr") else [out.with_suffix(".json")]
     if m.capabilities.learns_poses:
         companions += [out.with_name(out.stem + "_alignment" + s) for s in (".xf", ".tlt", ".json")]
     _check_output(args, io.VOLUME_EXTENSIONS, "volume", companions)
@@ -572,7 +584,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("reconstruct", help="reconstruct a volume from a tilt series")
     p.add_argument("path")
-    p.add_argument("-o", "--output", required=True, help="output volume (.tif or .mrc)")
+    p.add_argument("-o", "--output", required=True, help="output volume (.tif, .mrc, .npy or .ome.zarr)")
     p.add_argument("--method", required=True, choices=_MethodNames(),
                    help="reconstruction method (see `tomoprior methods`)")
     _add_common_recon_args(p)
