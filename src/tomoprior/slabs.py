@@ -44,6 +44,7 @@ import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -218,8 +219,18 @@ class SlabPlan:
         return get_method(self.method).capabilities.separable
 
     def slabs(self) -> list[tuple[int, int, int, int]]:
-        """``(inner_start, inner_stop, outer_start, outer_stop)`` in canonical y of the volume."""
-        return _chunks(self.volume_shape[1], self.chunk, self.overlap)
+        """``(inner_start, inner_stop, outer_start, outer_stop)`` in canonical y of the volume.
+
+        The slabs' output regions start on multiples of ``chunk`` (a chunk
+        grid, as a Zarr writer needs): where the canonical turn reverses the
+        slab axis, the short remainder slab comes first.
+        """
+        ny, c, ov = self.volume_shape[1], self.chunk, self.overlap
+        rest = ny % c if self.turns >= 2 and c < ny else 0
+        if not rest:
+            return _chunks(ny, c, ov)
+        bounds = [0, *range(rest, ny + 1, c)]  # 0, rest, rest + c, ..., ny
+        return [(s, e, max(0, s - ov), min(ny, e + ov)) for s, e in pairwise(bounds)]
 
     def region(self, s: int, e: int) -> tuple[slice, slice, slice]:
         """Where canonical slices ``s:e`` of the volume lie in the output (input-frame) volume.
