@@ -268,3 +268,63 @@ def test_slabs_stream_into_an_ome_zarr_writer(series48, tmp_path, axis):
     back = io.read(tmp_path / "v.ome.zarr").data
     np.testing.assert_allclose(np.asarray(back), reconstruct("wbp", series, g)[0], rtol=1e-5,
                                atol=1e-5)
+
+
+# -- command line -----------------------------------------------------------------------------------
+@pytest.fixture
+def series_tif(tmp_path, series48):
+    from tomoprior import io
+
+    series, g = series48
+    path = tmp_path / "tilts.tif"
+    io.write_tilt_series(path, series, g)
+    return path
+
+
+def test_cli_scheduler_threads_equals_in_process(series_tif, tmp_path, capsys):
+    import json
+
+    from tomoprior import io
+    from tomoprior.cli import main
+
+    common = ["reconstruct", str(series_tif), "--method", "sirt", "--iterations", "5",
+              "--chunk", "16"]
+    assert main([*common, "-o", str(tmp_path / "ref.mrc")]) == 0
+    assert main([*common, "-o", str(tmp_path / "thr.mrc"), "--scheduler", "threads", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "slab 3/3" in captured.err
+    summary = json.loads(captured.out.strip().splitlines()[-1])
+    assert summary["slabs"] == {"chunk": 16, "overlap": 0, "count": 3, "scheduler": "threads"}
+    ref = io.read(tmp_path / "ref.mrc").load()
+    got = io.read(tmp_path / "thr.mrc").load()
+    assert _rel(got, ref) < 1e-5
+    assert io.read_provenance(tmp_path / "thr.mrc")["slabs"]["count"] == 3
+
+
+def test_cli_chunks_stream_into_ome_zarr(series_tif, tmp_path, capsys):
+    pytest.importorskip("zarr")
+    from tomoprior import io
+    from tomoprior.cli import main
+
+    out = tmp_path / "vol.ome.zarr"
+    rc = main(["reconstruct", str(series_tif), "--method", "wbp", "--chunk", "10", "-o", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    series, g = io.read(series_tif).load(), io.read(series_tif).geometry
+    np.testing.assert_allclose(np.asarray(io.read(out).data), reconstruct("wbp", series, g)[0],
+                               rtol=1e-5, atol=1e-5)
+    prov = io.read_provenance(out)
+    assert prov["method"] == "wbp" and prov["slabs"]["count"] == 5
+
+
+def test_cli_scheduler_errors_are_one_line(series_tif, tmp_path, capsys, monkeypatch):
+    from tomoprior.cli import main
+
+    base = ["reconstruct", str(series_tif), "--method", "wbp", "-o", str(tmp_path / "v.mrc")]
+    assert main([*base, "--scheduler", "threads"]) == 2
+    assert "give --chunk N too" in capsys.readouterr().err
+    assert main([*base, "--chunk", "8", "--scheduler", "quick"]) == 2
+    assert "threads, processes or a dask scheduler address" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    assert main([*base, "--chunk", "8", "--scheduler", "tcp://127.0.0.1:8786"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pip install 'napari-tomoprior[distributed]'" in err[0]

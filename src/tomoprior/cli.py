@@ -283,6 +283,8 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         data = f.load()
         _, g, _ = align_series(data, g, method=args.align_method)
     params = _parse_params(args.param)
+    if args.scheduler or (args.chunk and out.suffix.lower() == ".zarr"):
+        return _reconstruct_slabs(args, m, f, g, data, params, out)
     rec = run(
         m.name, data, g,
         iterations=args.iterations, every=args.every, device=args.device,
@@ -354,6 +356,88 @@ def _write_learned_alignment(rec, last, out: Path) -> list[Path]:
               "kept_tilts": [int(i) for i in rec.prepared.selection.indices], "binning": b,
               "shifts_unit": "pixels of the input series"}
     return write_transforms(out.with_name(out.stem + "_alignment"), g, report)
+
+
+def _reconstruct_slabs(args: argparse.Namespace, m, f, g, data, params: dict, out: Path) -> int:
+    """``reconstruct --chunk N`` with ``--scheduler`` or to OME-Zarr: a slab plan, each slab
+    computed once, streamed into the Zarr store or into one preallocated volume."""
+    import numpy as np
+
+    from . import io
+    from .slabs import check_scheduler, plan_slabs, stream_slabs
+
+    if not args.chunk:
+        raise _Exit("--scheduler hands out slabs: give --chunk N too")
+    check_scheduler(args.scheduler)
+    if args.heldout:
+        raise _Exit("--heldout cannot be combined with slabs (--scheduler, or --chunk to .zarr)")
+    plan = plan_slabs(
+        m.name, data, g, chunk=args.chunk, iterations=args.iterations, device=args.device,
+        tilt_range=tuple(args.tilt_range) if args.tilt_range else None,
+        increment=args.tilt_increment, exclude=_exclusions(args.exclude), bin=args.bin,
+        slices=args.slices, thickness=args.thickness, seed=args.seed, origin=str(f.path),
+        **params,
+    )
+    _warn(f)
+    shape, geom = plan.output_shape, plan.geometry
+    if out.suffix.lower() == ".zarr":
+        writer = io.ZarrVolumeWriter(out, shape, np.float32,
+                                     io.slab_chunks(shape, io.slab_axis(geom.tilt_axis), args.chunk),
+                                     pixel_size=geom.pixel_size, overwrite=args.overwrite)
+        sink = writer.write
+    else:
+        writer, volume = None, np.empty(shape, np.float32)  # the file formats write whole volumes
+
+        def sink(region, block) -> None:
+            volume[region] = block
+
+    if plan.needs_decisions:
+        what = ("choosing λ on sample slabs" if m.name == "cstv"
+                else "learning the alignment on the central slab")
+        print(f"tomoprior: {m.label}: {what}, then fixed for every slab", file=sys.stderr)
+    bar = Progress(len(plan.slabs()), f"{m.label} slabs")
+    try:
+        plan, prov = stream_slabs(plan, data, sink, scheduler=args.scheduler,
+                                  progress=lambda done, n, t: bar.update(done, None,
+                                                                         f"slab {done}/{n}"))
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    finally:
+        bar.finish()
+    if writer is not None:
+        writer.close(provenance=prov)
+    else:
+        io.write_volume(out, volume, pixel_size=geom.pixel_size, pixel_unit=geom.pixel_unit,
+                        provenance=prov)
+    print(f"wrote {out} {tuple(shape)} in {prov['seconds']:.1f}s "
+          f"({prov['slabs']['count']} slabs, {prov['slabs']['scheduler']})", file=sys.stderr)
+    alignment = []
+    if "poses" in plan.decisions:
+        from .alignment import write_transforms
+        from .geometry import TiltGeometry
+
+        learned = TiltGeometry.from_dict(plan.decisions["poses"]["geometry"])
+        b = plan.binning
+        if b > 1:
+            learned = learned.replace(shifts=learned.shifts * b, pixel_size=None
+                                      if learned.pixel_size is None else learned.pixel_size / b)
+        report = {"method": m.name, "iteration": plan.iterations, "kept_tilts": list(plan.indices),
+                  "binning": b, "shifts_unit": "pixels of the input series",
+                  "learned_on_slab": plan.decisions["poses"]["slab"]}
+        alignment = write_transforms(out.with_name(out.stem + "_alignment"), learned, report)
+        print(f"wrote the learned alignment: {', '.join(str(p) for p in alignment)}",
+              file=sys.stderr)
+    if args.json:
+        keys = ("method", "parameters", "kept_tilts", "kept_angles", "iterations", "seconds",
+                "final_loss", "device", "volume_shape", "slabs", "global_decisions")
+        s = {k: prov[k] for k in keys}
+        s["output"] = str(out)
+        if alignment:
+            s["alignment"] = [str(p) for p in alignment]
+        _emit_json(s)
+    return 0
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -603,6 +687,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fraction of detector pixels held out for validation")
     p.add_argument("--seed", type=_WHOLE, default=0)
     p.add_argument("--chunk", type=_COUNT, metavar="N", help="reconstruct in slabs of N slices")
+    p.add_argument("--scheduler", metavar="{threads,processes,ADDRESS}",
+                   help="with --chunk: run the slabs in threads, in processes, or on a dask "
+                   "cluster (scheduler address tcp://host:8786; needs the [distributed] extra)")
     p.add_argument("--align", action="store_true", help="align the series first")
     p.add_argument("--save-interrupted", action="store_true",
                    help="on Ctrl-C or SIGTERM, write the last iterate instead of nothing")
