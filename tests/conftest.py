@@ -1,3 +1,4 @@
+import importlib.util
 import os
 
 import numpy as np
@@ -5,6 +6,10 @@ import pytest
 import torch
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+# the binding `[all]` installs; qtpy would take PyQt5 first where both are installed
+if importlib.util.find_spec("PyQt6") is not None:
+    os.environ.setdefault("QT_API", "pyqt6")
 
 
 @pytest.fixture(scope="module")

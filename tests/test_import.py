@@ -1,4 +1,4 @@
-"""`import tomoprior` and everything outside tomoprior._qt work without Qt or napari."""
+"""`import tomoprior` and everything outside tomoprior._qt work without Qt, napari or ASTRA."""
 
 import subprocess
 import sys
@@ -8,7 +8,8 @@ SCRIPT = textwrap.dedent(
     """
     import importlib, pkgutil, sys
 
-    BLOCKED = ("qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "napari", "magicgui", "superqt", "vispy")
+    BLOCKED = ("qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "napari", "magicgui", "superqt", "vispy",
+               "astra", "distributed")
 
     class Block:
         def find_spec(self, name, path=None, target=None):

@@ -235,3 +235,19 @@ def test_search_plot_marks_the_chosen_lambda(qtbot):
     assert not plot.isHidden() and len(plot.points) == 3
     assert plot.best() == pytest.approx((np.log10(0.03), 0.0))
     plot.grab()  # paints without error
+
+
+def test_widgets_run_under_the_binding_all_installs():
+    """`[all]` installs napari with PyQt6; the suite runs under it wherever it is installed."""
+    import importlib.util
+    import re
+    from pathlib import Path
+
+    import qtpy
+
+    text = (Path(__file__).parents[1] / "pyproject.toml").read_text()
+    binding = re.search(r'"napari\[(pyqt6|pyqt5|pyside6)\]', text).group(1)
+    name = {"pyqt6": "PyQt6", "pyqt5": "PyQt5", "pyside6": "PySide6"}[binding]
+    if importlib.util.find_spec(name) is None:
+        pytest.skip(f"{name} is not installed here")
+    assert qtpy.API_NAME == name
