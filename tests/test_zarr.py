@@ -265,3 +265,28 @@ def test_cli_refuses_a_folder_that_is_no_store_and_the_input_itself(series_file,
     assert main(["reconstruct", str(store), "-o", str(store), "--method", "wbp",
                  "--overwrite"]) == 2
     assert "would overwrite the input" in capsys.readouterr().err
+
+
+def test_reads_a_5d_ngff_04_image_as_a_volume(tmp_path, volume):
+    fmt = {"zarr_format": 2} if ZARR3 else {}
+    g = zarr.open_group(str(tmp_path / "tczyx.ome.zarr"), mode="w", **fmt)
+    make = g.create_array if ZARR3 else g.create_dataset
+    arr = make("0", shape=(1, 1, *volume.shape), chunks=(1, 1, 8, 8, 8), dtype="f4")
+    arr[:] = volume[None, None]
+    axes = [{"name": "t", "type": "time"}, {"name": "c", "type": "channel"},
+            *({"name": a, "type": "space", "unit": "micrometer"} for a in "zyx")]
+    scale = [1.0, 1.0, 0.002, 0.002, 0.002]
+    g.attrs["multiscales"] = [{"version": "0.4", "axes": axes, "datasets": [
+        {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scale}]}]}]
+    f = io.read(tmp_path / "tczyx.ome.zarr")
+    assert f.data.shape == volume.shape and f.metadata["volume"]
+    assert f.pixel_size == pytest.approx(2.0)
+    np.testing.assert_array_equal(np.asarray(f.data), volume)
+
+
+def test_a_symbolic_link_is_never_replaced(tmp_path, volume):
+    store = io.write_volume(tmp_path / "real.zarr", volume)
+    (tmp_path / "link.zarr").symlink_to(store)
+    with pytest.raises(FormatError, match="symbolic link"):
+        io.write_volume(tmp_path / "link.zarr", volume * 2, overwrite=True)
+    np.testing.assert_array_equal(io.read(store).data.compute(), volume)

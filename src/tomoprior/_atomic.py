@@ -82,9 +82,10 @@ def check_output(
     if not folder.is_dir():
         raise FormatError(f"cannot write {p.name}: the folder {p.parent} does not exist")
     if p.is_dir() and not _is_store(p):
-        raise FormatError(f"{p} is a folder, not a file name" if p.suffix.lower() != ".zarr" else
-                          f"{p} is a folder that is not a Zarr store: it is never replaced, "
-                          "choose another name")
+        if p.suffix.lower() != ".zarr":
+            raise FormatError(f"{p} is a folder, not a file name")
+        what = "a symbolic link" if p.is_symlink() else "a folder that is not a Zarr store"
+        raise FormatError(f"{p} is {what}: it is never replaced, choose another name")
     try:  # a real probe: permissions, read-only file systems and quotas all show here
         fd, probe = tempfile.mkstemp(prefix=".tomoprior-probe-", dir=folder)
         os.close(fd)

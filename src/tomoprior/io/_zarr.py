@@ -310,7 +310,9 @@ def check_store_target(path: pathlib.Path, overwrite: bool) -> None:
     if not path.parent.is_dir():
         raise FormatError(f"cannot write {path.name}: the folder {path.parent} does not exist")
     if path.exists() or path.is_symlink():
-        if not is_zarr_store(path) or path.is_symlink():
+        if path.is_symlink():
+            raise FormatError(f"{path} is a symbolic link: it is never replaced, choose another name")
+        if not is_zarr_store(path):
             what = "a folder" if path.is_dir() else "a file"
             raise FormatError(f"{path} is {what} that is not a Zarr store: it is never replaced, "
                               "choose another name")
@@ -324,8 +326,8 @@ def _publish(tmp: pathlib.Path, target: pathlib.Path, overwrite: bool) -> None:
     """Flush the store to disk and rename it to ``target`` (replacing an old store)."""
     for root, _, files in os.walk(tmp):
         for f in files:
-            with open(os.path.join(root, f), "rb") as fh:
-                os.fsync(fh.fileno())
+            with open(os.path.join(root, f), "rb") as fh, contextlib.suppress(OSError):
+                os.fsync(fh.fileno())  # (not allowed on read-only handles on Windows)
     mask = os.umask(0)
     os.umask(mask)
     os.chmod(tmp, 0o777 & ~mask)  # mkdtemp makes 0700 folders
@@ -432,11 +434,13 @@ def read_zarr(path: pathlib.Path, lazy: bool) -> RawRead:
     data = da.from_zarr(array) if lazy else np.asarray(array[...])
     ours = attrs.get(ATTRS_KEY) if isinstance(attrs.get(ATTRS_KEY), dict) else {}
     axes = (ms or {}).get("axes") or []
-    spatial = bool(axes) and all(isinstance(a, dict) and a.get("type") == "space" for a in axes)
+    kinds = [a.get("type") if isinstance(a, dict) else None for a in axes]
+    spatial = (len(kinds) == len(shape) and kinds.count("space") == 3
+               and all(k == "space" or n == 1 for k, n in zip(kinds, shape)))  # (1, 1, z, y, x) too
     version = (ms or {}).get("version") or (attrs.get("ome") or {}).get("version", "")
     raw = RawRead(data=data, pixel_size=_pixel_size(ms),
                   metadata={"format": f"OME-Zarr {version}".strip() if ms else "Zarr"})
-    if ours.get("kind") == "volume" or (spatial and len(axes) == 3):
+    if ours.get("kind") == "volume" or spatial:
         raw.metadata["volume"] = True
     if isinstance(ours.get("provenance"), dict):
         raw.metadata.update(provenance=ours["provenance"], volume=True)
