@@ -13,7 +13,7 @@ from .loss_plot import LossPlot
 from .progress_bar import ProgressBar
 from .search_plot import SearchPlot
 
-__all__ = ["RunProgress", "format_seconds"]
+__all__ = ["RunProgress", "format_seconds", "slab_progress"]
 
 
 def format_seconds(s: float) -> str:
@@ -77,8 +77,8 @@ class RunProgress(QWidget):
 
     def show_step(self, index: int, step: Step, job_elapsed: float) -> None:
         self._index, self._last, self._job_elapsed = index, step, job_elapsed
-        phase = step.phase
-        if phase != self._phase:  # a new phase (e.g. a warm start, then the fit): new curve
+        phase = (step.phase, step.chunk)
+        if phase != self._phase:  # a new phase (a warm start, the fit, the next slab): new curve
             self._phase = phase
             self._phase_t0 = job_elapsed
             self.loss.clear()
@@ -109,7 +109,7 @@ class RunProgress(QWidget):
     def _refresh(self) -> None:
         elapsed = time.monotonic() - self._t0
         st = self._last
-        frac = None if st is None else st.progress
+        frac = None if st is None else slab_progress(st)
         total = (self._index + (frac or 0.0)) / self._n_jobs
         self.bar.setValue(int(round(1000 * total)))
         self.bar.setFormat("%p%")
@@ -118,6 +118,8 @@ class RunProgress(QWidget):
             parts.append(f"method {self._index + 1} of {self._n_jobs}")
         if self._label:
             parts.append(self._label)
+        if st is not None and st.chunk is not None:
+            parts.append(f"slab {st.chunk[0] + 1}/{st.chunk[1]}")
         if st is not None and st.phase not in ("iterate", "base", "restore"):
             parts.append(phase_text(st))
             f = st.extras.get("phase_fraction")
@@ -139,6 +141,15 @@ class RunProgress(QWidget):
             what = "left" if self._n_jobs == 1 else f"left for {self._label}"
             parts.append(f"about {format_seconds(left)} {what}")
         self.status.setText(" · ".join(parts))
+
+
+def slab_progress(step: Step) -> float | None:
+    """Fraction of the whole run done: of the step's slab when the volume is chunked."""
+    frac = step.progress
+    if step.chunk is None:
+        return frac
+    index, count = step.chunk
+    return (index + (frac or 0.0)) / max(1, count)
 
 
 def phase_text(step: Step) -> str:
