@@ -285,6 +285,30 @@ def test_writer_saves_the_result_with_provenance(widget, qtbot, tmp_path):
     assert back.pixel_size == pytest.approx(0.5, rel=1e-4)
 
 
+def test_save_result_button_keeps_provenance_and_pixel_size(widget, qtbot, tmp_path, monkeypatch,
+                                                           notes):
+    """napari lists its own TIFF writer first; the widget's Save result… always uses the plugin's."""
+    from qtpy.QtWidgets import QFileDialog
+
+    from tomoprior import io
+
+    w = widget
+    assert not w.save_button.isEnabled()
+    set_sirt(w, 4, 2)
+    w.run_button.click()
+    qtbot.waitUntil(lambda: not w.controller.busy, timeout=60_000)
+    assert w.save_button.isEnabled()
+    assert any("Save result" in m for _, m in notes)  # the one-time hint
+    for name in ("result.mrc", "result.tif"):
+        path = tmp_path / name
+        monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, p=path, **k: (str(p), ""))
+        w.save_button.click()
+        assert io.read_provenance(path)["method"] == "sirt"
+        assert io.read(path).pixel_size == pytest.approx(0.5, rel=1e-4)
+        np.testing.assert_allclose(io.read(path).load(), w.last_layer.data, rtol=1e-6)
+    assert not notes.errors()
+
+
 def test_restore_streams_the_base_then_the_restored_volume(widget, qtbot, notes):
     w, viewer = widget, widget.viewer
     w.method_panel.set_method("restore")

@@ -1,11 +1,17 @@
 """The Reconstruction dock widget: one method, live result, provenance.
 
 Layout (top to bottom): the tilt-series panel, the method panel, device,
-"reuse the result layer", Run / Stop, progress with the live loss plot. A
+"reuse the result layer", Run / Stop / Save result…, progress with the live
+loss plot. A
 run streams into ONE result layer (created on the first step, then updated
 in place, at most a few times per second); the user's layers are never
 modified. A finished (or stopped) run records its provenance in the layer's
 ``metadata["provenance"]``, which the writer saves with the volume.
+
+napari's Save dialog lists napari's own TIFF writer before the plugin's (it
+orders writers by registration, and napari's come first), and that writer
+drops the provenance and the pixel size. "Save result…" always writes
+through the plugin's writer; the first result says so once.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from qtpy.QtWidgets import (
     QCheckBox,
+    QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QPushButton,
@@ -27,7 +34,7 @@ from .common import ScrollHost, ask_stop_and_restart
 from .controller import Job, JobFinished, JobStarted, JobStep, RunController, RunFailed, RunState
 from .device_picker import DevicePicker
 from .live_layer import LiveLayer
-from .messages import notify_error, user_message
+from .messages import notify_error, notify_info, user_message
 from .method_panel import MethodPanel
 from .progress import RunProgress
 from .results import layer_name, placement, result_metadata
@@ -61,6 +68,12 @@ class ReconstructionWidget(ScrollHost):
         self.stop_button = QPushButton("Stop")
         self.stop_button.setToolTip("Stop after the current step and keep the last volume")
         self.stop_button.setEnabled(False)
+        self.save_button = QPushButton("Save result…")
+        self.save_button.setToolTip(
+            "Write the last result as .mrc, .tif or .ome.zarr with its pixel size and "
+            "provenance (napari's own TIFF writer drops both)"
+        )
+        self.save_button.setEnabled(False)
         self.progress = RunProgress()
         self.controller = RunController(self)
 
@@ -75,6 +88,7 @@ class ReconstructionWidget(ScrollHost):
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.stop_button)
+        buttons.addWidget(self.save_button)
         lay.addLayout(buttons)
         lay.addWidget(self.progress)
         lay.addStretch(1)
@@ -87,6 +101,7 @@ class ReconstructionWidget(ScrollHost):
 
         self.run_button.clicked.connect(self.run)
         self.stop_button.clicked.connect(self.stop)
+        self.save_button.clicked.connect(self.save_dialog)
         c = self.controller
         c.state_changed.connect(self._on_state)
         c.job_started.connect(self._on_job_started)
@@ -192,7 +207,39 @@ class ReconstructionWidget(ScrollHost):
         self._show(step, "stopped" if ev.stopped else "done", final=True)
         if self.live is not None and self.live.alive:
             self.last_layer = self.live.layer
+            self.save_button.setEnabled(True)
             self.show_orthogonal_views()
+            if not self._save_hint_shown:
+                self._save_hint_shown = True
+                notify_info("To keep the provenance and pixel size, save with \"Save result…\" "
+                            "or pick napari-tomoprior in napari's Save dialog")
+
+    _save_hint_shown = False  # once per widget
+
+    def save_result(self, path: str) -> list[str]:
+        """Write the last result layer through the plugin's writer; returns the paths written."""
+        from .._napari._writer import write_image_layer
+
+        layer = self.last_layer
+        if layer is None or layer not in self.viewer.layers:
+            raise TomopriorError("nothing to save: run a reconstruction first")
+        return write_image_layer(str(path), layer.data,
+                                 {"metadata": dict(layer.metadata), "name": layer.name})
+
+    def save_dialog(self) -> None:
+        """Save result… button: choose a file, then write it with provenance and pixel size."""
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Save the result", (self.last_layer.name if self.last_layer else "volume"),
+            "MRC (*.mrc *.rec);;TIFF (*.tif *.tiff);;OME-Zarr (*.ome.zarr)")
+        if not path:
+            return
+        try:
+            written = self.save_result(path)
+        except TomopriorError as exc:
+            notify_error(user_message(exc))
+            return
+        if written:
+            notify_info("Saved " + ", ".join(written))
 
     def show_orthogonal_views(self) -> Any:
         """Dock the x-z / y-z views beside the canvas (once) and point them at the result."""
