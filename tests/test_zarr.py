@@ -91,6 +91,8 @@ def test_slab_by_slab_equals_whole_write(tmp_path, volume):
         t.join()
     assert not (tmp_path / "slabs.ome.zarr").exists()  # published only by close()
     assert w.close(provenance=PROV) == tmp_path / "slabs.ome.zarr"
+    with pytest.raises(RuntimeError, match="closed"):  # a straggling worker writes nothing
+        remote.write(regions[0], volume[regions[0]])
     a, b = io.read(whole), io.read(tmp_path / "slabs.ome.zarr")
     np.testing.assert_array_equal(a.data.compute(), b.data.compute())
     assert b.pixel_size == a.pixel_size == pytest.approx(0.8)

@@ -236,7 +236,7 @@ class ZarrVolumeWriter:
 
     def write(self, region: Sequence[slice] | slice, block: Any) -> None:
         """Store ``block`` at ``region`` (a tuple of slices on chunk boundaries)."""
-        if self.closed:
+        if self.closed or not (self.temporary / "0").is_dir():  # closed here, or by the owner
             raise RuntimeError(f"{self.path} is closed: nothing more can be written")
         region = tuple(region) if isinstance(region, (tuple, list)) else (region,)
         region = region + (slice(None),) * (3 - len(region))
