@@ -224,6 +224,32 @@ def test_loss_plot_scale_ignores_the_first_huge_losses_and_hover_reads_values(qt
     assert "it 1" in plot.values_at(0.0) and "held-out" in plot.values_at(1.0)
 
 
+def test_loss_plot_zooms_about_the_cursor_and_resets(qtbot):
+    from qtpy.QtCore import QPoint, QPointF, Qt
+    from qtpy.QtGui import QWheelEvent
+
+    from tomoprior._qt.loss_plot import LossPlot
+
+    plot = LossPlot()
+    qtbot.addWidget(plot)
+    plot.resize(300, 110)
+    for it in range(1, 101):
+        plot.add(it, 10 ** (-it / 20))  # 1e-0.05 .. 1e-5
+    plot.zoom(1.0, 0.2)  # the last fifth of the run
+    x0, x1, y0, y1 = plot._bounds()
+    assert x1 == 100 and 75 <= x0 <= 85 and y1 < -3.5  # the loss axis fits the points in view
+    plot.grab()
+    wheel = QWheelEvent(QPointF(150, 50), QPointF(150, 50), QPoint(0, 0), QPoint(0, -120),
+                        Qt.NoButton, Qt.NoModifier, Qt.NoScrollPhase, False)
+    for _ in range(20):
+        plot.wheelEvent(wheel)  # zooming out past everything shows everything
+    assert plot.view is None
+    plot.zoom(0.5, 0.5)
+    assert plot.view is not None
+    qtbot.mouseDClick(plot, Qt.LeftButton)
+    assert plot.view is None
+
+
 def test_search_plot_marks_the_chosen_lambda(qtbot):
     from tomoprior._qt.search_plot import SearchPlot
 

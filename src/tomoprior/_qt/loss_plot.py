@@ -18,7 +18,9 @@ class LossPlot(QWidget):
     """Training loss and (when present) validation loss against the iteration.
 
     ``add(iteration, loss, val_loss)`` appends a point; ``clear()`` starts
-    over. Non-positive or non-finite values are skipped (log scale).
+    over. Non-positive or non-finite values are skipped (log scale). The
+    mouse wheel zooms the iteration axis about the cursor (the loss axis
+    fits the points in view); a double click shows everything again.
     """
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -28,12 +30,42 @@ class LossPlot(QWidget):
         self.setMinimumHeight(90)
         self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
         self.setFixedHeight(110)
-        self.setToolTip("Loss per iteration (log scale): blue = data fit, orange = held-out pixels")
+        self.view: tuple[float, float] | None = None  # zoomed iteration range, None = all
+        self.setToolTip("Loss per iteration (log scale): blue = data fit, orange = held-out "
+                        "pixels. Wheel: zoom; double click: show all")
         self.setMouseTracking(True)  # hovering shows the values under the cursor
 
     def clear(self) -> None:
         self.train.clear()
         self.val.clear()
+        self.view = None
+        self.update()
+
+    def zoom(self, fraction: float, factor: float) -> None:
+        """Scale the iteration range by ``factor`` (< 1 zooms in) about ``fraction`` of the axis."""
+        pts = self.train + self.val
+        if not pts:
+            return
+        lo, hi = min(p[0] for p in pts), max(p[0] for p in pts)
+        x0, x1 = self.view or (lo, hi)
+        centre = x0 + fraction * (x1 - x0)
+        width = max(2.0, (x1 - x0) * factor)
+        if width >= hi - lo:
+            self.view = None
+        else:
+            a = min(max(lo, centre - fraction * width), hi - width)
+            self.view = (a, a + width)
+        self.update()
+
+    def wheelEvent(self, event) -> None:
+        steps = event.angleDelta().y() / 120
+        if steps:
+            self.zoom(min(1.0, max(0.0, event.position().x() / max(1, self.width()))),
+                      0.8**steps)
+        event.accept()
+
+    def mouseDoubleClickEvent(self, event) -> None:
+        self.view = None
         self.update()
 
     def add(self, iteration: int, loss: float | None, val_loss: float | None = None) -> None:
@@ -70,11 +102,13 @@ class LossPlot(QWidget):
     # -- drawing ------------------------------------------------------------------
     def _bounds(self) -> tuple[float, float, float, float] | None:
         pts = self.train + self.val
+        if self.view is not None:
+            pts = [p for p in pts if self.view[0] <= p[0] <= self.view[1]] or pts
         if not pts:
             return None
         xs = [p[0] for p in pts]
         ys = sorted(p[1] for p in pts)
-        x0, x1 = min(xs), max(xs)
+        x0, x1 = self.view if self.view is not None else (min(xs), max(xs))
         # the first iterations' losses would flatten everything after them: the top of the
         # scale leaves out the highest few percent (those points are drawn at the border)
         y0, y1 = ys[0], ys[min(len(ys) - 1, int(0.95 * len(ys)))]
@@ -136,10 +170,13 @@ class LossPlot(QWidget):
             if len(series) == 1:
                 p.drawEllipse(to_px(*series[0]), 2.5, 2.5)
             else:
+                p.save()
+                p.setClipRect(plot)  # zoomed in, the curve runs past the frame
                 path = QPainterPath(to_px(*series[0]))
                 for x, y in series[1:]:
                     path.lineTo(to_px(x, y))
                 p.drawPath(path)
+                p.restore()
             p.drawText(
                 QRectF(plot.right() - 90, plot.top() + 2 + 13 * row, 86, 14), Qt.AlignRight, label
             )
