@@ -71,6 +71,9 @@ def test_local_cluster_equals_in_process(client, series48):
     out, _, prov = assemble(plan, series, scheduler=client.scheduler.address)
     assert _rel(out, ref) < 1e-5
     assert prov["slabs"]["count"] == 3 and prov["slabs"]["scheduler"].startswith("distributed")
+    # or through a client that is not dask's default
+    out, _, _ = assemble(plan, series, scheduler=client)
+    assert _rel(out, ref) < 1e-5
 
 
 def test_cluster_reads_a_memory_map_in_each_task(client, series48, tmp_path):

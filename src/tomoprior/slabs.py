@@ -724,7 +724,7 @@ class _Runner:
             if isinstance(scheduler, str):
                 distributed = _distributed()
                 try:
-                    self.client = distributed.Client(scheduler, timeout=20)
+                    self.client = distributed.Client(scheduler, timeout=20, set_as_default=False)
                 except (OSError, TimeoutError) as exc:
                     raise ParameterError(f"cannot reach the dask scheduler at {scheduler}: "
                                          f"{str(exc).splitlines()[0] if str(exc) else exc}") from None
@@ -756,7 +756,7 @@ class _Runner:
 
     def as_completed(self, futures: Sequence[Any]) -> Iterator[Any]:
         if self.client is not None:
-            return iter(_distributed().as_completed(list(futures)))
+            return iter(_distributed().as_completed(list(futures), loop=self.client.loop))
         return cf.as_completed(list(futures))
 
     def run_all(self, tasks: list[SlabTask], plan: SlabPlan, series: Any) -> list[Any]:
