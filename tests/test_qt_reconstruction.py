@@ -426,6 +426,31 @@ def test_result_opens_orthogonal_views_with_the_missing_wedge(widget, qtbot):
     along_z = ring & (np.abs(kx) < 0.3 * np.abs(kz))  # within ~17° of the z axis
     along_x = ring & (np.abs(kz) < 0.3 * np.abs(kx))
     assert power[along_z].mean() < power[along_x].mean()
+    # Shift + hover moves the cut; a plain hover does not
+    views.yz_fourier.setChecked(False)
+
+    class Move:
+        def __init__(self, pos, shift):
+            self.position, self.modifiers = pos, ({"Shift"} if shift else set())
+
+    at = tuple(np.array([16, 16, 3]) * np.asarray(out.scale) + np.asarray(out.translate))
+    before = views.title.text()
+    assert not before.endswith("x 3")
+    views._on_move(viewer, Move(at, False))
+    assert views.title.text() == before
+    views._on_move(viewer, Move(at, True))
+    assert views.title.text().endswith("x 3")
+
+
+def test_a_lazy_volume_gives_planes_without_being_read_whole():
+    import dask.array as da
+
+    from tomoprior._napari.ortho import orthogonal_slices
+
+    vol = da.from_array(np.arange(4 * 5 * 6, dtype=np.float32).reshape(4, 5, 6), chunks=(4, 1, 6))
+    cut = orthogonal_slices(vol, (1, 2, 3))
+    np.testing.assert_array_equal(cut["xz"], np.asarray(vol[:, 2, :]))
+    np.testing.assert_array_equal(cut["yz"], np.asarray(vol[:, :, 3]))
 
 
 def test_unticked_tilts_are_left_out_and_recorded(widget, qtbot):

@@ -19,11 +19,12 @@ __all__ = ["log_power", "orthogonal_slices", "to_uint8"]
 def orthogonal_slices(volume: np.ndarray, point: Sequence[float]) -> dict[str, np.ndarray]:
     """The ``x-z`` (rows z, columns x) and ``y-z`` (rows z, columns y) planes through ``point``.
 
-    ``point`` is ``(z, y, x)`` in voxels; it is clipped into the volume.
+    ``point`` is ``(z, y, x)`` in voxels; it is clipped into the volume. A
+    lazy volume (dask, zarr, memory map) is read for the two planes only.
     """
-    v = np.asarray(volume)
-    if v.ndim != 3:
-        raise ValueError(f"a volume has 3 axes, got {v.ndim}")
+    v = volume if hasattr(volume, "shape") and hasattr(volume, "__getitem__") else np.asarray(volume)
+    if len(v.shape) != 3:
+        raise ValueError(f"a volume has 3 axes, got {len(v.shape)}")
     z, y, x = (int(np.clip(round(float(p)), 0, n - 1)) for p, n in zip(point, v.shape))
     return {"xz": np.asarray(v[:, y, :], np.float32), "yz": np.asarray(v[:, :, x], np.float32),
             "at": (z, y, x)}

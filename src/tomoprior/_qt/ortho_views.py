@@ -73,6 +73,8 @@ class OrthoViews(QWidget):
         v.layers.selection.events.active.connect(self.refresh)
         v.layers.events.removed.connect(self.refresh)
         v.mouse_drag_callbacks.append(self._on_click)
+        v.mouse_move_callbacks.append(self._on_move)
+        lay.insertWidget(1, QLabel("Click, or hold Shift and move the mouse, to cut elsewhere"))
         self.refresh()
 
     def layer(self) -> Any:
@@ -89,12 +91,17 @@ class OrthoViews(QWidget):
         if layer is not None and event.position is not None:
             self.refresh(point=layer.world_to_data(event.position))
 
+    def _on_move(self, viewer: Any, event: Any) -> None:
+        """Shift + hover: the planes follow the cursor."""
+        if "Shift" in {str(getattr(m, "name", m)) for m in event.modifiers}:
+            self._on_click(viewer, event)
+
     def refresh(self, *_: Any, point: Any = None) -> None:
         layer = self.layer()
         if layer is None:
             self.title.setText("Select a volume layer (a 3D image) to see its x-z and y-z planes")
             return
-        data = np.asarray(layer.data)
+        data = layer.data  # lazy data stay lazy: only the two planes are read
         if point is None:
             point = layer.world_to_data(self.viewer.dims.point)
         cut = orthogonal_slices(data, point)
