@@ -710,6 +710,7 @@ class _Runner:
         self.pool: cf.Executor | None = None
         self._own = False
         n = workers or os.cpu_count() or 1
+        self.inline = scheduler is None
         if scheduler is None:
             self.workers = 1
         elif scheduler == "threads":
@@ -812,7 +813,8 @@ def stream_slabs(
         ``progress(done, total, task)`` after each slab.
     inflight : int, optional
         Slabs submitted ahead of those finished (default: twice the
-        workers): bounds the memory held by windows and results.
+        workers; one in process): bounds the memory held by windows and
+        results.
 
     Returns
     -------
@@ -825,7 +827,8 @@ def stream_slabs(
         if plan.needs_decisions:
             plan = plan.decide(lambda tasks: runner.run_all(tasks, plan, series))
         tasks = plan.tasks()
-        limit = max(1, inflight or 2 * runner.workers)
+        # in process a slab is computed when submitted: hand it on before computing the next
+        limit = max(1, inflight or (1 if runner.inline else 2 * runner.workers))
         pending: dict[Any, SlabTask] = {}
         queue = list(tasks)
         done = 0
