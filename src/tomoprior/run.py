@@ -790,6 +790,13 @@ def reconstruct_dask(
     ``decisions`` and ``provenance()`` record the global decisions.
     ``source`` (a path every worker can read) makes the tasks open the file
     themselves.
+
+    Every plane ``z`` of the array depends on every slab: a consumer that
+    reads it plane by plane (the TIFF and MRC writers) would recompute all
+    slabs per plane. Compute it once (``.compute()``), store it chunk-wise
+    (``dask.array.store`` into a :class:`~tomoprior.io.ZarrVolumeWriter`), or
+    run the plan with :func:`tomoprior.slabs.stream_slabs` /
+    :func:`~tomoprior.slabs.assemble`, which hand each slab on once.
     """
     from .slabs import plan_slabs
 
