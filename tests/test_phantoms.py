@@ -42,7 +42,8 @@ def pt48() -> Phantom:
 
 
 def test_registry_names():
-    assert set(PHANTOMS) == {"pt_haadf", "pt_adf", "shepp_logan", "faces", "blobs", "spheres"}
+    assert set(PHANTOMS) == {"pt_haadf", "pt_adf", "shepp_logan", "faces", "blobs", "spheres",
+                             "clusters"}
     with pytest.raises(MethodUnavailable, match="unknown phantom"):
         make_phantom("nope", 24)
     assert make_phantom("Shepp-Logan", 24).name == "shepp_logan"

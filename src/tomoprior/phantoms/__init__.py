@@ -14,6 +14,9 @@ rendered from continuous descriptions at any size and ``supersample``):
     Smooth Gaussian blobs, for quick tests (:func:`blobs`).
 ``spheres``
     Small uniform spheres in vacuum, a sparse object (:func:`sparse_spheres`).
+``clusters``
+    Faceted Pt/Ag/Au/Cu nanoclusters (octahedral, icosahedral, decahedral),
+    in vacuum or on a thin film (:func:`nanoclusters`).
 
 :func:`simulate` projects a phantom into a tilt series, with misalignment
 (drift, tilt-axis error), ADF diffraction contrast and noise, and returns
@@ -30,27 +33,33 @@ from collections.abc import Callable
 
 from ..errors import MethodUnavailable
 from ._base import Phantom
+from ._clusters import nanoclusters
 from ._generic import blobs, phantom_faces, shepp_logan_3d, sparse_spheres
 from ._pairs import PairRanges, restoration_pairs, simulate_specimen
 from ._pt import CONTRAST_SUPPORT_LEVEL, pt_on_carbon
 from ._render import downsample_volume
 from ._simulate import diffraction_factors, random_drift, simulate
+from ._triplets import TripletRanges, interpolation_triplets, simulate_cluster_series
 
 __all__ = [
     "CONTRAST_SUPPORT_LEVEL",
     "PHANTOMS",
     "PairRanges",
     "Phantom",
+    "TripletRanges",
     "blobs",
     "diffraction_factors",
     "downsample_volume",
+    "interpolation_triplets",
     "make_phantom",
+    "nanoclusters",
     "phantom_faces",
     "pt_on_carbon",
     "random_drift",
     "restoration_pairs",
     "shepp_logan_3d",
     "simulate",
+    "simulate_cluster_series",
     "simulate_specimen",
     "sparse_spheres",
 ]
@@ -79,6 +88,7 @@ PHANTOMS: dict[str, Callable[..., Phantom]] = {
     "faces": phantom_faces,
     "blobs": blobs,
     "spheres": sparse_spheres,
+    "clusters": nanoclusters,
 }
 
 
