@@ -498,6 +498,8 @@ def render_projections(
     cols: int | None = None,
     samples: int = 0,
     device: str | torch.device = "cpu",
+    frame: str = "canonical",
+    geometry: Any = None,
 ) -> np.ndarray:
     """Virtual projections of a fitted INR at any tilt angles.
 
@@ -511,13 +513,26 @@ def render_projections(
     rows, cols : int, optional
         Detector size (defaults: the volume's y size and the training
         detector width).
+    frame : {"canonical", "input"}
+        ``"canonical"``: the tilt axis along the rows (as the fit sees
+        them). ``"input"``: as the microscope records them for
+        ``geometry``'s tilt axis (quarter turns and the fine axis rotation
+        undone), beside the measured frames of the series.
+    geometry : TiltGeometry, optional
+        The run's geometry (needed for ``frame="input"``), e.g.
+        ``rec.prepared.geometry``.
 
     Returns
     -------
     ndarray (n_angles, rows, cols), float32, in the data's units, aligned
-    (learned poses are not applied) and in the canonical frame (tilt axis
-    along the rows).
+    (learned poses are not applied), in the chosen frame.
     """
+    from ..errors import GeometryError
+
+    if frame not in ("canonical", "input"):
+        raise GeometryError(f"frame must be 'canonical' or 'input', got {frame!r}")
+    if frame == "input" and geometry is None:
+        raise GeometryError("frame='input' needs the geometry of the run (its tilt axis)")
     dev = torch.device(device)
     fld, _pose = model.build(dev)
     z, ny, nx = model.volume_shape
@@ -534,4 +549,9 @@ def render_projections(
         for j in range(0, len(vv), 16384):
             sl = slice(j, j + 16384)
             out[i].view(-1)[sl] = _integrate(fld, rays, t[sl], vv[sl], uu[sl], None, n_s, None)
-    return (out * model.scale).cpu().numpy().astype(np.float32)
+    images = (out * model.scale).cpu().numpy().astype(np.float32)
+    if frame == "input":
+        from ..projections import canonical_to_frame
+
+        images = canonical_to_frame(images, geometry.tilt_axis)
+    return images
