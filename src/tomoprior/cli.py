@@ -283,7 +283,12 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         data = f.load()
         _, g, _ = align_series(data, g, method=args.align_method)
     params = _parse_params(args.param)
-    if args.scheduler or (args.chunk and out.suffix.lower() == ".zarr"):
+    # slabs of a plan: on a scheduler, into a Zarr store as they finish, or with a choice that
+    # must hold for the whole volume (CS-TV's automatic λ, the INR's learned alignment)
+    whole = (m.name == "cstv" and m.resolve(params).get("lam") == "auto") or (
+        m.name == "inr" and m.resolve(params).get("learn_pose"))
+    if args.scheduler or (args.chunk and (out.suffix.lower() == ".zarr"
+                                          or (whole and not args.heldout))):
         return _reconstruct_slabs(args, m, f, g, data, params, out)
     rec = run(
         m.name, data, g,
