@@ -331,3 +331,17 @@ def test_cli_scheduler_errors_are_one_line(series_tif, tmp_path, capsys, monkeyp
     assert main([*base, "--chunk", "8", "--scheduler", "tcp://127.0.0.1:8786"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "pip install 'napari-tomoprior[distributed]'" in err[0]
+
+
+def test_cli_chunked_auto_lambda_is_chosen_once(series_tif, tmp_path, capsys):
+    from tomoprior import io
+    from tomoprior.cli import main
+
+    out = tmp_path / "v.mrc"
+    rc = main(["reconstruct", str(series_tif), "--method", "cstv", "--iterations", "4",
+               "--chunk", "16", "--param", "lam=auto", "-o", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    assert "choosing λ on sample slabs" in capsys.readouterr().err
+    prov = io.read_provenance(out)
+    lam = prov["global_decisions"]["lam"]
+    assert len(lam["samples"]) == 3 and prov["parameters"]["lam"] == lam["value"]
