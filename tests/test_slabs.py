@@ -71,8 +71,10 @@ def test_local_cluster_equals_in_process(client, series48):
     out, _, prov = assemble(plan, series, scheduler=client.scheduler.address)
     assert _rel(out, ref) < 1e-5
     assert prov["slabs"]["count"] == 3 and prov["slabs"]["scheduler"].startswith("distributed")
-    # or through a client that is not dask's default
-    out, _, _ = assemble(plan, series, scheduler=client)
+    # or through a client that is not dask's default, reading a dask series on the cluster
+    lazy_in = da.from_array(series, chunks=(7, 48, 48))
+    out, _, _ = assemble(plan_slabs("sirt", lazy_in, g, chunk=16, iterations=8), lazy_in,
+                         scheduler=client)
     assert _rel(out, ref) < 1e-5
 
 
