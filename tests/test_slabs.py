@@ -347,3 +347,21 @@ def test_cli_chunked_auto_lambda_is_chosen_once(series_tif, tmp_path, capsys):
     prov = io.read_provenance(out)
     lam = prov["global_decisions"]["lam"]
     assert len(lam["samples"]) == 3 and prov["parameters"]["lam"] == lam["value"]
+
+
+def test_chunked_run_in_process_chooses_the_same_single_lambda(series48):
+    from tomoprior.run import run
+
+    series, g = series48
+    rec = run("cstv", series, g, chunk=12, iterations=6, every=6, lam="auto")
+    steps = list(rec)
+    search = [s for s in steps if s.phase == "lambda search"]
+    assert search and all(s.volume.shape == (48, 48, 48) and s.chunk is None for s in search)
+    fits = [s for s in steps if s.phase == "iterate"]
+    lam = rec.decisions["lam"]["value"]
+    assert [s.chunk for s in fits] == [(i, 4) for i in range(4)]
+    assert {s.extras["lam"] for s in fits} == {lam}  # one λ for every slab
+    assert rec.provenance()["global_decisions"]["lam"]["value"] == lam
+    plan = plan_slabs("cstv", series, g, chunk=12, iterations=6, lam="auto")
+    plan = plan.decide_with_dask(series, "sync")
+    assert plan.decisions["lam"]["value"] == lam  # the same samples, the same choice

@@ -347,6 +347,9 @@ class Reconstruction(Iterator[Step]):
         self._x0 = x0
         self.preview = False
         self._chunks = _chunks(prepared.volume_shape[1], chunk, overlap)
+        self._chunk, self._overlap = chunk, overlap
+        #: choices made once for the whole volume of a chunked run (see :mod:`tomoprior.slabs`)
+        self.decisions: dict[str, Any] = {}
         self._gen = self._steps()
         self._started = _dt.datetime.now(_dt.timezone.utc)
 
@@ -411,11 +414,15 @@ class Reconstruction(Iterator[Step]):
             whole = make_projector(p.geometry.angles, (z, ny, nu), nu, backend=self.backend,
                                    device=self.device)
             yield self._preview(whole)
+        fixed: dict[str, Any] = {}
+        if (len(self._chunks) > 1 and m.name == "cstv" and self.params.get("lam") == "auto"
+                and self.resume_state is None):
+            fixed["lam"] = yield from self._global_lambda(held, full)
         for ci, (s, e, os_, oe) in enumerate(self._chunks):
             A = whole if whole is not None else make_projector(
                 p.geometry.angles, (z, oe - os_, nu), nu, backend=self.backend, device=self.device
             )
-            kwargs: dict[str, Any] = dict(self.params)
+            kwargs: dict[str, Any] = {**self.params, **fixed}
             run_kw = {"iterations": self.iterations, "every": self.every, "start": self.start,
                       "seed": self.seed, "resume": self.resume_state}
             if x0c is not None:
@@ -434,6 +441,43 @@ class Reconstruction(Iterator[Step]):
                     yield replace(step, volume=vol, chunk=chunk)
             finally:
                 gen.close()
+
+    def _global_lambda(self, held: np.ndarray | None, full: np.ndarray) -> Iterator[Step]:
+        """CS-TV's ``lam="auto"`` for a chunked run: searched once on sample slabs spread
+        through the volume and combined (as :meth:`tomoprior.slabs.SlabPlan.decide`), so
+        every slab uses the same λ. Streams the searches' steps; returns λ."""
+        from .slabs import combine_lambdas, sample_slabs
+
+        p, m = self.prepared, self.method
+        z, ny, nu = p.volume_shape
+        samples = sample_slabs(ny, int(self._chunk), self._overlap)
+        found: list[dict[str, Any]] = []
+        for i, (s, e, os_, oe) in enumerate(samples):
+            A = make_projector(p.geometry.angles, (z, oe - os_, nu), nu, backend=self.backend,
+                               device=self.device)
+            kw: dict[str, Any] = {**self.params, "lam": "auto", "iterations": self.iterations,
+                                  "every": 1, "seed": self.seed}
+            if held is not None:
+                kw["mask"] = torch.from_numpy(~held[:, os_:oe])
+            gen = m.function(A, self._slab_data(os_, oe), **kw)
+            try:
+                for st in gen:
+                    if st.phase != "lambda search":
+                        found.append({"slab": [s, e], "lam": float(st.extras["lam"]),
+                                      "search": [dict(r) for r in st.search]})
+                        break
+                    full[:, s:e] = st.volume[:, s - os_ : e - os_]
+                    frac = (i + float(st.extras.get("phase_fraction", 0.0))) / len(samples)
+                    yield replace(st, volume=full.copy(), chunk=None, resume=None,
+                                  extras={**st.extras, "sample_slab": i + 1,
+                                          "sample_slabs": len(samples), "phase_fraction": frac})
+            finally:
+                gen.close()
+        lam = combine_lambdas([f["lam"] for f in found])
+        self.decisions["lam"] = {"value": lam, "rule": "median of the λ chosen on sample slabs",
+                                 "samples": found}
+        full[:] = 0
+        return lam
 
     def _preview(self, A: Any) -> Step:
         """A filtered backprojection of the whole volume, shown while the method sets up.
@@ -553,6 +597,7 @@ class Reconstruction(Iterator[Step]):
             "started": self._started.isoformat(timespec="seconds"),
             "source": self.source,
             "result": _scalar_extras(last),
+            **({"global_decisions": self.decisions} if self.decisions else {}),
         }
 
 

@@ -149,6 +149,21 @@ def read_window(data: Any, indices: Sequence[int], window: Window, binning: int)
 
 
 # -- the plan ---------------------------------------------------------------------------------------
+def sample_slabs(n: int, chunk: int, overlap: int, count: int = LAMBDA_SAMPLES
+                 ) -> list[tuple[int, int, int, int]]:
+    """``count`` slabs of ``chunk`` slices (with halo) centred at ``(i + 1/2) / count`` of ``n``;
+    fewer when the volume holds fewer distinct ones."""
+    width = min(n, chunk)
+    starts = sorted({min(max(0, round((i + 0.5) * n / count - width / 2)), n - width)
+                     for i in range(count)})
+    return [(s, s + width, max(0, s - overlap), min(n, s + width + overlap)) for s in starts]
+
+
+def combine_lambdas(found: Sequence[float]) -> float:
+    """One λ for the volume from those chosen on sample slabs: the low median (a grid value)."""
+    return float(statistics.median_low([float(v) for v in found]))
+
+
 def _chunks(n: int, chunk: int | None, overlap: int) -> list[tuple[int, int, int, int]]:
     from .run import _chunks as chunks
 
@@ -321,12 +336,8 @@ class SlabPlan:
 
     def _sample_tasks(self) -> list[SlabTask]:
         """Slabs spread through the volume (at 1/6, 1/2, 5/6) for the λ search."""
-        ny = self.volume_shape[1]
-        width = min(ny, self.chunk)
-        starts = sorted({min(max(0, round((i + 0.5) * ny / LAMBDA_SAMPLES - width / 2)), ny - width)
-                         for i in range(LAMBDA_SAMPLES)})
-        return [self.task(s, s + width, max(0, s - self.overlap), min(ny, s + width + self.overlap),
-                          index=i, job="lambda") for i, s in enumerate(starts)]
+        return [self.task(*c, index=i, job="lambda")
+                for i, c in enumerate(sample_slabs(self.volume_shape[1], self.chunk, self.overlap))]
 
     def _central_task(self) -> SlabTask:
         ny = self.volume_shape[1]
@@ -345,7 +356,7 @@ class SlabPlan:
         if plan._lambda_pending:
             tasks = plan._sample_tasks()
             found = compute(tasks)
-            lam = statistics.median_low([r["lam"] for r in found])
+            lam = combine_lambdas([r["lam"] for r in found])
             decision = {"value": float(lam), "rule": "median of the λ chosen on sample slabs",
                         "samples": found}
             plan = replace(plan, params={**plan.params, "lam": float(lam)},
