@@ -365,3 +365,26 @@ def test_chunked_run_in_process_chooses_the_same_single_lambda(series48):
     plan = plan_slabs("cstv", series, g, chunk=12, iterations=6, lam="auto")
     plan = plan.decide_with_dask(series, "sync")
     assert plan.decisions["lam"]["value"] == lam  # the same samples, the same choice
+
+
+def test_cli_chunked_inr_writes_the_poses_learned_once(series_tif, tmp_path, capsys):
+    import json
+
+    from tomoprior import io
+    from tomoprior.cli import main
+
+    out = tmp_path / "v.tif"
+    rc = main(["reconstruct", str(series_tif), "--method", "inr", "--iterations", "10",
+               "--bin", "2", "--chunk", "8", "-o", str(out), "--json",
+               "--param", "learn_pose=true", "--param", "batch_rays=256",
+               "--param", "pose_start=0", "--param", "val_fraction=0", "--param", "anchor=false"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "learning the alignment on the central slab" in captured.err
+    summary = json.loads(captured.out.strip().splitlines()[-1])
+    poses = summary["global_decisions"]["poses"]
+    assert poses["slab"] == [8, 16] and summary["parameters"]["learn_pose"] is False
+    report = json.loads((tmp_path / "v_alignment.json").read_text())["report"]
+    assert report["learned_on_slab"] == [8, 16] and report["binning"] == 2
+    assert (tmp_path / "v_alignment.xf").is_file()
+    assert io.read_provenance(out)["result"]["poses"]["shifts"] == poses["poses"]["shifts"]

@@ -680,6 +680,10 @@ def run(
         Fraction of detector pixels held out of the fit for validation.
     chunk, overlap : int, optional
         Reconstruct in slabs of ``chunk`` y-slices with ``overlap`` halo.
+        CS-TV's ``lam="auto"`` is then chosen once for the whole volume, on
+        sample slabs (``rec.decisions``); an INR with ``learn_pose`` learns
+        poses per slab here: :mod:`tomoprior.slabs` (and ``reconstruct
+        --chunk``) learn them once, on the central slab, for every slab.
     source : str, optional
         Where the series came from (recorded in the provenance).
     preview : bool
