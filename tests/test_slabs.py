@@ -388,3 +388,25 @@ def test_cli_chunked_inr_writes_the_poses_learned_once(series_tif, tmp_path, cap
     assert report["learned_on_slab"] == [8, 16] and report["binning"] == 2
     assert (tmp_path / "v_alignment.xf").is_file()
     assert io.read_provenance(out)["result"]["poses"]["shifts"] == poses["poses"]["shifts"]
+
+
+def test_chunked_run_in_process_learns_the_poses_once(series48):
+    from tomoprior.run import run
+
+    series, g = series48
+    small = series[:, ::2, ::2].copy()
+    params = dict(iterations=12, learn_pose=True, batch_rays=256, pose_start=0.0,
+                  val_fraction=0.0, anchor=False)
+    rec = run("inr", small, g, chunk=8, every=12, **params)
+    steps = list(rec)
+    learning = [s for s in steps if s.phase == "pose learning"]
+    fits = [s for s in steps if s.phase == "iterate" and s.chunk is not None]
+    assert learning and [s.chunk for s in fits] == [(0, 3), (1, 3), (2, 3)]
+    decided = rec.decisions["poses"]
+    assert decided["slab"] == [8, 16]
+    assert all(s.poses == decided["poses"] for s in fits)  # the same poses for every slab
+    assert steps[-1].geometry == decided["geometry"]
+    assert rec.provenance()["global_decisions"]["poses"]["slab"] == [8, 16]
+    plan = plan_slabs("inr", small, g, chunk=8, **params).decide_with_dask(small, "sync")
+    np.testing.assert_allclose(plan.decisions["poses"]["poses"]["shifts"],
+                               decided["poses"]["shifts"], atol=1e-3)

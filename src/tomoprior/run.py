@@ -395,7 +395,8 @@ class Reconstruction(Iterator[Step]):
         return heldout_mask(self.prepared.series.shape, fraction=self.heldout, seed=self.seed)
 
     def _slab_data(self, os_: int, oe: int) -> torch.Tensor:
-        part = self.prepared.series[:, os_:oe]
+        aligned = getattr(self, "_aligned", None)
+        part = (self.prepared.series if aligned is None else aligned)[:, os_:oe]
         if _is_dask(part):
             part = part.compute()
             _check_finite(part)
@@ -418,9 +419,15 @@ class Reconstruction(Iterator[Step]):
         if (len(self._chunks) > 1 and m.name == "cstv" and self.params.get("lam") == "auto"
                 and self.resume_state is None):
             fixed["lam"] = yield from self._global_lambda(held, full)
+        angles, poses = p.geometry.angles, None
+        if (len(self._chunks) > 1 and m.name == "inr" and self.params.get("learn_pose")
+                and x0c is None):
+            poses = yield from self._global_poses(held, full)
+            fixed["learn_pose"] = False
+            angles = self.learned_geometry(poses).angles
         for ci, (s, e, os_, oe) in enumerate(self._chunks):
             A = whole if whole is not None else make_projector(
-                p.geometry.angles, (z, oe - os_, nu), nu, backend=self.backend, device=self.device
+                angles, (z, oe - os_, nu), nu, backend=self.backend, device=self.device
             )
             kwargs: dict[str, Any] = {**self.params, **fixed}
             run_kw = {"iterations": self.iterations, "every": self.every, "start": self.start,
@@ -438,9 +445,55 @@ class Reconstruction(Iterator[Step]):
                     if full is not None:
                         full[:, s:e] = vol
                         vol, chunk = full.copy(), (ci, len(self._chunks))
+                    if poses is not None:  # the poses held fixed for every slab
+                        step = replace(step, poses=poses)
                     yield replace(step, volume=vol, chunk=chunk)
             finally:
                 gen.close()
+        self._aligned = None
+
+    def _global_poses(self, held: np.ndarray | None, full: np.ndarray) -> Iterator[Step]:
+        """The INR's ``learn_pose`` for a chunked run: poses learned once on the central slab,
+        then held fixed: the canonical series is aligned with them (one more bilinear
+        resampling) and every slab is fitted to it without pose learning (as
+        :meth:`tomoprior.slabs.SlabPlan.decide`, which aligns the raw images instead).
+        Streams the central slab's steps (``phase="pose learning"``); returns the poses."""
+        from .transforms import warp_images
+
+        p, m = self.prepared, self.method
+        z, ny, nu = p.volume_shape
+        width = min(ny, int(self._chunk))
+        s = (ny - width) // 2
+        e, os_, oe = s + width, max(0, s - self._overlap), min(ny, s + width + self._overlap)
+        A = make_projector(p.geometry.angles, (z, oe - os_, nu), nu, backend=self.backend,
+                           device=self.device)
+        kw: dict[str, Any] = {**self.params, "iterations": self.iterations, "every": self.every,
+                              "seed": self.seed}
+        if held is not None:
+            kw["mask"] = torch.from_numpy(~held[:, os_:oe])
+        last = None
+        gen = m.function(A, self._slab_data(os_, oe), **kw)
+        try:
+            for last in gen:
+                full[:, s:e] = last.volume[:, s - os_ : e - os_]
+                yield replace(last, volume=full.copy(), phase="pose learning", chunk=None)
+        finally:
+            gen.close()
+        if last is None or last.poses is None:
+            raise DataError("the INR learned no poses on the central slab")
+        poses = dict(last.poses)
+        series = p.series.compute() if _is_dask(p.series) else np.asarray(p.series, np.float32)
+        with torch.no_grad():
+            self._aligned = warp_images(
+                torch.from_numpy(np.ascontiguousarray(series, dtype=np.float32)),
+                torch.as_tensor(np.asarray(poses["shifts"]), dtype=torch.float32),
+                float(poses["axis_correction"]), padding_mode="border").numpy()
+        self.decisions["poses"] = {"slab": [s, e], "poses": poses,
+                                   "geometry": self.learned_geometry(poses).to_dict(),
+                                   "rule": "learned on the central slab, then held fixed for "
+                                   "every slab"}
+        full[:] = 0
+        return poses
 
     def _global_lambda(self, held: np.ndarray | None, full: np.ndarray) -> Iterator[Step]:
         """CS-TV's ``lam="auto"`` for a chunked run: searched once on sample slabs spread
@@ -682,8 +735,7 @@ def run(
         Reconstruct in slabs of ``chunk`` y-slices with ``overlap`` halo.
         CS-TV's ``lam="auto"`` is then chosen once for the whole volume, on
         sample slabs (``rec.decisions``); an INR with ``learn_pose`` learns
-        poses per slab here: :mod:`tomoprior.slabs` (and ``reconstruct
-        --chunk``) learn them once, on the central slab, for every slab.
+        its poses once, on the central slab, and holds them for every slab.
     source : str, optional
         Where the series came from (recorded in the provenance).
     preview : bool
