@@ -410,3 +410,14 @@ def test_chunked_run_in_process_learns_the_poses_once(series48):
     plan = plan_slabs("inr", small, g, chunk=8, **params).decide_with_dask(small, "sync")
     np.testing.assert_allclose(plan.decisions["poses"]["poses"]["shifts"],
                                decided["poses"]["shifts"], atol=1e-3)
+
+
+def test_tasks_can_open_the_file_themselves(series_tif, series48):
+    series, g = series48
+    arr, plan = reconstruct_dask("sirt", series, g, chunk=16, iterations=4, source=str(series_tif),
+                                 return_plan=True)
+    assert type(plan.source).__name__ == "FileSource"
+    assert all(len(pickle.dumps(t)) < MARGIN and plan.task_input(t, series) is None
+               for t in plan.tasks())
+    ref = reconstruct("sirt", series, g, iterations=4)[0]
+    assert _rel(arr.compute(scheduler="sync"), ref) < 1e-5
