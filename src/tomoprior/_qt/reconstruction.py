@@ -2,7 +2,8 @@
 
 Layout (top to bottom): the tilt-series panel, the method panel, device,
 "reuse the result layer", Run / Stop / Save result…, progress with the live
-loss plot. A
+loss plot, and "Fill in tilts" (:mod:`.fill_tilts`: a denser series with
+virtual frames as a new layer, never used by Run unless chosen). A
 run streams into ONE result layer (created on the first step, then updated
 in place, at most a few times per second); the user's layers are never
 modified. A finished (or stopped) run records its provenance in the layer's
@@ -33,6 +34,7 @@ from ..errors import TomopriorError, logger
 from .common import ScrollHost, ask_stop_and_restart
 from .controller import Job, JobFinished, JobStarted, JobStep, RunController, RunFailed, RunState
 from .device_picker import DevicePicker
+from .fill_tilts import FillTiltsPanel
 from .live_layer import LiveLayer
 from .messages import notify_error, notify_info, user_message
 from .method_panel import MethodPanel
@@ -54,10 +56,13 @@ class ReconstructionWidget(ScrollHost):
         super().__init__()
         self.viewer = napari_viewer
         self.tilt = TiltPanel(napari_viewer)
-        self.angle_overlay = TiltAngleOverlay(napari_viewer, self.tilt.layer)
-        self.tilt.changed.connect(self.angle_overlay.refresh)
         self.method_panel = MethodPanel()
         self.device = DevicePicker()
+        self.fill = FillTiltsPanel(napari_viewer, self.tilt, self.device.device)
+        self.angle_overlay = TiltAngleOverlay(
+            napari_viewer, lambda: self.fill.shown_layer() or self.tilt.layer())
+        self.tilt.changed.connect(self.angle_overlay.refresh)
+        napari_viewer.layers.selection.events.active.connect(self.angle_overlay.refresh)
         self.reuse = QCheckBox("Reuse the result layer of the previous run")
         self.reuse.setToolTip(
             "Unticked: every run makes a new layer. Ticked: the next run overwrites the "
@@ -91,6 +96,7 @@ class ReconstructionWidget(ScrollHost):
         buttons.addWidget(self.save_button)
         lay.addLayout(buttons)
         lay.addWidget(self.progress)
+        lay.addWidget(self.fill)
         lay.addStretch(1)
         self.set_content(content)
 

@@ -2,14 +2,19 @@
 
 napari's slider counts images (0 … n−1); a microscopist thinks in degrees.
 While a tilt series is the panel's layer and is visible, the viewer's text
-overlay says which tilt is shown: ``"needle: tilt 39/77 at 0°"``.
+overlay says which tilt is shown: ``"needle: tilt 39/77 at 0°"``. In a
+filled-in series (``metadata["virtual_frames"]``, see :mod:`.fill_tilts`) a
+virtual frame is marked, in orange: ``"needle filled ×4 (learned): tilt
+2/305 at -75.5° · VIRTUAL (learned)"``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["TiltAngleOverlay"]
+__all__ = ["VIRTUAL_COLOR", "TiltAngleOverlay"]
+
+VIRTUAL_COLOR = "orange"
 
 
 class TiltAngleOverlay:
@@ -40,12 +45,16 @@ class TiltAngleOverlay:
         where = f"tilt {index + 1}/{n}"
         if len(angles) == n:
             where += f" at {float(angles[index]):g}°"
+        if index in set(layer.metadata.get("virtual_frames") or ()):
+            method = (layer.metadata.get("interpolation") or {}).get("method", "interpolated")
+            where += f" · VIRTUAL ({method})"
         return f"{layer.name}: {where}"
 
     def refresh(self, *_: Any) -> None:
         text = self.text()
         overlay = self.viewer.text_overlay
         if text:
+            overlay.color = VIRTUAL_COLOR if "· VIRTUAL" in text else "white"
             overlay.text = text
             overlay.position = "top_left"
             overlay.visible = True

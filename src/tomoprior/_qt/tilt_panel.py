@@ -240,7 +240,8 @@ class TiltPanel(QGroupBox):
         current = self.layer()
         self._refresh_layers()
         new, old = self._rank(layer), self._rank(current)
-        opened = "aligned_from" not in layer.metadata  # not a result of the Alignment widget
+        # not a result of the Alignment widget, nor a filled-in series (never picked by itself)
+        opened = "aligned_from" not in layer.metadata and "interpolation" not in layer.metadata
         if new > old or (new == old and new >= 2 and opened):  # a newly opened stack is the one
             self.set_layer(layer)
 
