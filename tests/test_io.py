@@ -143,6 +143,29 @@ def test_writers_accept_dask(tmp_path):
         np.testing.assert_array_equal(io.read(out).data, data)
 
 
+@pytest.mark.parametrize("budget", ["1G", "16K"])  # in memory; through a temporary memmap
+@pytest.mark.parametrize("ext", [".tif", ".mrc", ".npy"])
+def test_a_lazy_volume_is_computed_once_per_chunk(tmp_path, monkeypatch, ext, budget):
+    """Plane-by-plane writers must not run a lazy reconstruction's slabs once per plane."""
+    import dask
+    import dask.array as da
+
+    monkeypatch.setenv("TOMOPRIOR_MEMORY_BUDGET", budget)
+    calls = []
+    truth = np.arange(16 * 12 * 10, dtype=np.float32).reshape(16, 12, 10)
+
+    def slab(i):
+        calls.append(i)
+        return truth[:, 4 * i : 4 * i + 4]
+
+    blocks = [da.from_delayed(dask.delayed(slab)(i), (16, 4, 10), np.float32) for i in range(3)]
+    vol = da.concatenate(blocks, axis=1)
+    out = io.write_volume(tmp_path / f"v{ext}", vol, pixel_size=0.5)
+    assert sorted(calls) == [0, 1, 2]
+    np.testing.assert_array_equal(np.asarray(io.read(out).data), truth)
+    assert sorted(p.name for p in tmp_path.iterdir() if "partial" in p.name) == []
+
+
 @pytest.mark.parametrize("ext", [".tif", ".mrc", ".rec", ".npy"])
 def test_volume_provenance_and_pixel_size(tmp_path, ext):
     volume = stack(4, (24, 24))

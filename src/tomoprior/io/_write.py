@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import pathlib
+import tempfile
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -11,6 +15,7 @@ from .._atomic import replacing
 from ..errors import DataError, FormatError
 from ..geometry import TiltGeometry
 from ._angles import write_angles
+from ._budget import memory_budget
 from ._common import (
     PROVENANCE_KEY,
     json_sidecar,
@@ -72,6 +77,39 @@ def _check_3d(data: Any, what: str) -> Any:
     if data.ndim != 3 or 0 in data.shape:
         raise DataError(f"a {what} must be a non-empty 3D array, got shape {tuple(data.shape)}")
     return data
+
+
+@contextlib.contextmanager
+def _computed_once(data: Any, near: pathlib.Path) -> Iterator[Any]:
+    """A dask array as an array whose every chunk was computed exactly once.
+
+    The TIFF and MRC writers read a volume plane by plane; on a lazy
+    reconstruction each plane would run every slab again. A volume within a
+    quarter of the memory budget is computed into memory; a larger one is
+    stored chunk by chunk into a temporary memory-mapped file beside the
+    output (removed afterwards), so memory stays bounded by a chunk.
+    Anything else passes through.
+    """
+    if not (hasattr(data, "dask") and hasattr(data, "compute")):
+        yield data
+        return
+    import dask.array as da
+
+    nbytes = int(np.prod(data.shape)) * np.dtype(data.dtype).itemsize
+    if nbytes <= memory_budget() // 4:
+        yield data.compute()
+        return
+    fd, name = tempfile.mkstemp(prefix=f".{near.name}.", suffix=".partial.npy", dir=near.parent)
+    os.close(fd)
+    try:
+        out = np.lib.format.open_memmap(name, mode="w+", dtype=data.dtype, shape=data.shape)
+        da.store(data, out, lock=True)
+        out.flush()
+        yield out
+        del out
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(name)
 
 
 def write_tilt_series(
@@ -183,15 +221,16 @@ def write_volume(
         return write_zarr(path, volume, pixel_size=pixel, provenance=provenance, overwrite=overwrite)
     sidecar = ext not in _TIFF and (provenance is not None or (ext == ".npy" and pixel))
     _check_free([path, json_sidecar(path)] if sidecar else [path], overwrite)
-    if ext in _TIFF:
-        _atomically(path, write_tiff, volume, pixel_size=pixel, provenance=provenance)
-    elif ext in _MRC:
-        labels = ("tomoprior volume",)
-        if provenance is not None:
-            labels += (f"tomoprior provenance in {json_sidecar(path).name}",)
-        _atomically(path, write_mrc, volume, pixel_size_nm=pixel, volume=True, labels=labels)
-    else:
-        _atomically(path, write_npy, volume)
+    with _computed_once(volume, path) as volume:
+        if ext in _TIFF:
+            _atomically(path, write_tiff, volume, pixel_size=pixel, provenance=provenance)
+        elif ext in _MRC:
+            labels = ("tomoprior volume",)
+            if provenance is not None:
+                labels += (f"tomoprior provenance in {json_sidecar(path).name}",)
+            _atomically(path, write_mrc, volume, pixel_size_nm=pixel, volume=True, labels=labels)
+        else:
+            _atomically(path, write_npy, volume)
     if sidecar:
         content: dict[str, Any] = {}
         if ext == ".npy" and pixel:
