@@ -479,3 +479,27 @@ def test_bad_pixel_size_is_one_line_exit_2(no_pixel_file, tmp_path, capsys, valu
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--pixel-size" in err[0], err
     assert not (tmp_path / "o.mrc").exists()
+
+
+def test_slabs_streamed_to_zarr_need_one_slab_of_memory(series_file, tmp_path, capsys, monkeypatch):
+    """A volume the budget cannot hold whole still streams to OME-Zarr, slab by slab."""
+    from tomoprior.slabs import plan_slabs
+
+    path, series, g = series_file
+    plan = plan_slabs("sirt", series, g, chunk=8, iterations=2, device="cpu")
+    streamed = plan.memory_need(whole_volume=False)["total"]
+    whole = plan.memory_need(whole_volume=True)["total"]
+    assert whole - streamed == 4 * 32**3
+    deeper = plan_slabs("sirt", np.concatenate([series] * 4, axis=2), g, chunk=8, iterations=2)
+    assert deeper.memory_need(whole_volume=False)["total"] == streamed  # depth does not count
+    monkeypatch.setenv("TOMOPRIOR_MEMORY_BUDGET", str(streamed + 1024))
+    args = ["reconstruct", str(path), "--method", "sirt", "--iterations", "2", "--chunk", "8"]
+    assert main([*args, "-o", str(tmp_path / "v.mrc")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--chunk N -o vol.ome.zarr" in err
+    assert not (tmp_path / "v.mrc").exists()
+    assert main([*args, "--scheduler", "threads", "-o", str(tmp_path / "v.mrc")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "whole volume" in err and ".ome.zarr" in err
+    assert main([*args, "-o", str(tmp_path / "v.ome.zarr")]) == 0
+    assert io.read(tmp_path / "v.ome.zarr").data.shape == (32, 32, 32)

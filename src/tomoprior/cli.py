@@ -363,6 +363,19 @@ def _write_learned_alignment(rec, last, out: Path) -> list[Path]:
     return write_transforms(out.with_name(out.stem + "_alignment"), g, report)
 
 
+def _check_slab_memory(plan, scheduler: str | None, zarr: bool) -> None:
+    """Refuse before any slab runs when this process cannot hold what the plan needs here."""
+    import os
+
+    from .run import check_need
+
+    local = {None: 1, "threads": os.cpu_count() or 1}.get(scheduler, 0)  # processes: their own
+    hint = "" if zarr else "; write to .ome.zarr to hold one slab at a time"
+    if local > 1:
+        hint += "; fewer slabs at once: --scheduler processes, or no --scheduler"
+    check_need(plan.memory_need(solving=local, whole_volume=not zarr), hint)
+
+
 def _reconstruct_slabs(args: argparse.Namespace, m, f, g, data, params: dict, out: Path) -> int:
     """``reconstruct --chunk N`` with ``--scheduler`` or to OME-Zarr: a slab plan, each slab
     computed once, streamed into the Zarr store or into one preallocated volume."""
@@ -385,6 +398,7 @@ def _reconstruct_slabs(args: argparse.Namespace, m, f, g, data, params: dict, ou
     )
     _warn(f)
     shape, geom = plan.output_shape, plan.geometry
+    _check_slab_memory(plan, args.scheduler, zarr=out.suffix.lower() == ".zarr")
     if out.suffix.lower() == ".zarr":
         writer = io.ZarrVolumeWriter(out, shape, np.float32,
                                      io.slab_chunks(shape, io.slab_axis(geom.tilt_axis), args.chunk),

@@ -71,7 +71,7 @@ class DivergedError(TomopriorError, FloatingPointError):
 # Ways out of an out-of-memory error, worded for each interface (one list, one sentence).
 _OOM_REMEDIES = {
     "cli": ("bin the tilt series (--bin 2)", "reconstruct a slice range (--slices A:B)",
-            "reconstruct in slabs (--chunk N)", "use the CPU (--device cpu)"),
+            "stream slabs to OME-Zarr (--chunk N -o vol.ome.zarr)", "use the CPU (--device cpu)"),
     "gui": ("bin the tilt series (binning 2 or 4)", "reconstruct a slice range for a preview",
             "choose a smaller thickness", "use the CPU device"),
 }

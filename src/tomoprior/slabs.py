@@ -227,6 +227,26 @@ class SlabPlan:
         z, y, u = self.volume_shape
         return (z, y, u) if self.turns % 2 == 0 else (z, u, y)
 
+    def memory_need(self, *, solving: int = 1, whole_volume: bool = True) -> dict[str, int]:
+        """Lower-bound bytes this process holds: ``solving`` slabs at once, the matrix once.
+
+        ``whole_volume``: the output is collected in memory (a .tif/.mrc file);
+        streamed to OME-Zarr it is not, and the need no longer grows with the
+        volume's depth. Slabs solved on other machines count zero here.
+        """
+        from .run import memory_need
+
+        per = memory_need(len(self.indices), self.volume_shape, self.chunk, self.backend,
+                          streamed=True, overlap=self.overlap)
+        k = max(0, int(solving))
+        parts = {key: k * per[key] for key in ("volume", "tilt series", "solver buffers")}
+        parts = {"slabs being solved": sum(parts.values())}
+        parts["system matrix"] = per["system matrix"] if k else 0
+        if whole_volume:
+            parts["whole volume"] = 4 * int(np.prod(self.output_shape))
+        parts["total"] = sum(parts.values())
+        return parts
+
     @property
     def separable(self) -> bool:
         from .algorithms import get_method
