@@ -777,7 +777,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--overwrite", action="store_true")
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=cmd_train)
-    from .interpolation._cli import add_interpolate_parser, add_train_parser
+    from ._cli_interpolate import add_interpolate_parser, add_train_parser
 
     add_train_parser(tsub, _number)  # train interpolate
     add_interpolate_parser(sub, _add_common_recon_args, _number)
