@@ -17,10 +17,10 @@ __all__ = ["add_interpolate_parser", "add_train_parser", "cmd_interpolate", "cmd
 def cmd_train_interpolate(args: argparse.Namespace) -> int:
     import torch
 
-    from .._atomic import check_output
-    from ..cli import Progress, _emit_json
-    from ..device import resolve_device
-    from .training import InterpTrainConfig, train_interpolate
+    from ._atomic import check_output
+    from .cli import Progress, _emit_json
+    from .device import resolve_device
+    from .interpolation.training import InterpTrainConfig, train_interpolate
 
     out = Path(args.output)
     check_output(out, allowed=(".pt",), what="model", companions=[out.with_suffix(".json")],
@@ -49,8 +49,8 @@ def cmd_train_interpolate(args: argparse.Namespace) -> int:
 def cmd_interpolate(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .. import io
-    from ..cli import (
+    from . import io
+    from .cli import (
         Progress,
         _check_output,
         _emit_json,
@@ -60,7 +60,7 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
         _read,
         _warn,
     )
-    from . import interpolate, plan_angles, sidecar_path, write_sidecar
+    from .interpolation import interpolate, plan_angles, sidecar_path, write_sidecar
 
     out = Path(args.output)
     companions = [out.with_suffix(".rawtlt"), sidecar_path(out)]
@@ -81,7 +81,7 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     plan = plan_angles(g.angles, factor=args.factor, step=args.step)  # angle errors before reading
     model = None
     if args.method == "learned":
-        from ._model import load_model
+        from .interpolation._model import load_model
 
         model = load_model(args.model)  # an unknown or damaged file fails here, before any work
     params = _parse_params(args.param)
@@ -110,7 +110,7 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
 
 def add_interpolate_parser(sub, common, number) -> None:
     """``tomoprior interpolate`` on the main sub-parsers."""
-    from .. import cli
+    from . import cli
 
     p = sub.add_parser("interpolate", help="fill in tilts: a denser series with virtual frames "
                        "between the measured ones")

@@ -21,7 +21,7 @@ import torch
 from .errors import GeometryError
 from .geometry import TiltGeometry
 from .operators import make_projector
-from .transforms import volume_to_canonical
+from .transforms import canonical_turns, volume_to_canonical, warp_images
 
 __all__ = ["canonical_to_frame", "render_projections"]
 
@@ -29,10 +29,24 @@ __all__ = ["canonical_to_frame", "render_projections"]
 def canonical_to_frame(images: np.ndarray, tilt_axis: float,
                        shifts: np.ndarray | None = None) -> np.ndarray:
     """Canonical images (tilt axis along the rows) turned into the input frame of ``tilt_axis``,
-    displaced by minus ``shifts`` (corrections, ``(n, 2)``)."""
-    from .interpolation._frames import from_axis_frame
+    displaced by minus ``shifts`` (corrections, ``(n, 2)``).
 
-    return from_axis_frame(images, tilt_axis, shifts)
+    The inverse of :func:`~tomoprior.transforms.orient_images`, image by image, as
+    :func:`~tomoprior.transforms.series_from_canonical` does for a whole geometry:
+    quarter turns are exact, a fine axis rotation and shifts resample (bilinear).
+    """
+    k, residual = canonical_turns(tilt_axis)
+    out = np.ascontiguousarray(np.rot90(np.asarray(images, np.float32), k, axes=(-2, -1)))
+    has_shift = shifts is not None and np.any(np.asarray(shifts) != 0)
+    if has_shift or abs(residual) > 1e-9:
+        t = torch.from_numpy(out)
+        with torch.no_grad():
+            if has_shift:
+                t = warp_images(t, -torch.as_tensor(np.asarray(shifts), dtype=torch.float32), None)
+            if abs(residual) > 1e-9:
+                t = warp_images(t, None, -float(residual))
+        out = t.numpy()
+    return np.ascontiguousarray(out, dtype=np.float32)
 
 
 def render_projections(

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from ..geometry import TiltGeometry
-from ..transforms import canonical_turns, orient_images, warp_images
+from ..projections import canonical_to_frame
+from ..transforms import orient_images
 
 __all__ = ["from_axis_frame", "interpolated_shifts", "to_axis_frame"]
 
@@ -20,20 +20,8 @@ def to_axis_frame(images: np.ndarray, tilt_axis: float, shifts: np.ndarray | Non
 
 
 def from_axis_frame(images: np.ndarray, tilt_axis: float, shifts: np.ndarray | None) -> np.ndarray:
-    """Inverse of :func:`to_axis_frame` (as :func:`~tomoprior.transforms.series_from_canonical`):
-    images as the microscope would record them."""
-    k, residual = canonical_turns(tilt_axis)
-    out = np.ascontiguousarray(np.rot90(np.asarray(images, np.float32), k, axes=(-2, -1)))
-    has_shift = shifts is not None and np.any(np.asarray(shifts) != 0)
-    if has_shift or abs(residual) > 1e-9:
-        t = torch.from_numpy(out)
-        with torch.no_grad():
-            if has_shift:
-                t = warp_images(t, -torch.as_tensor(np.asarray(shifts), dtype=torch.float32), None)
-            if abs(residual) > 1e-9:
-                t = warp_images(t, None, -float(residual))
-        out = t.numpy()
-    return np.ascontiguousarray(out, dtype=np.float32)
+    """Inverse of :func:`to_axis_frame`: images as the microscope would record them."""
+    return canonical_to_frame(images, tilt_axis, shifts)
 
 
 def interpolated_shifts(geometry: TiltGeometry, plan) -> np.ndarray:
