@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 
-def render(card: dict, command: str, bench: dict | None = None) -> str:
+def render(card: dict, command: str, bench: dict | None = None, timing: str = "") -> str:
     t, d, a = card["training"], card["data"], card["architecture"]
     r = d["ranges"]
     lines = [
@@ -36,12 +36,15 @@ def render(card: dict, command: str, bench: dict | None = None) -> str:
         command,
         "```",
         "",
-        f"Seed {t['seed']}, {t['steps']} steps of batch {t['batch']} ({t['patch_rows']}×"
+        f"Seed {t['seed']}, "
+        + (f"the first {t['stopped_at']} steps of a {t['steps']}-step schedule"
+           if t.get("until") else f"{t['steps']} steps")
+        + f" of batch {t['batch']} ({t['patch_rows']}×"
         f"{t['patch_cols']} px crops, random flips and left/right swaps), Adam lr {t['lr']} with "
         f"a cosine schedule, loss L1 + {t['ssim_weight']} (1 - SSIM) against the clean middle "
-        f"frame; {t['threads']} threads on {t['device']}: {t['train_seconds'] / 60:.1f} min of "
-        f"training, {t['total_seconds'] / 60:.1f} min in all (simulating the data included), on "
-        "two CPU cores shared with other jobs.",
+        f"frame; {t['threads']} threads on {t['device']}. "
+        + (timing or f"{t['train_seconds'] / 60:.1f} min of training, "
+           f"{t['total_seconds'] / 60:.1f} min in all (simulating the data included)."),
         "",
         "## Data",
         "",
@@ -86,7 +89,8 @@ def render(card: dict, command: str, bench: dict | None = None) -> str:
               "learned (linear) | specimen |", "|---|---|---|---|---|"]
     for e in card["log"]:
         v = e["validation"]["all"]
-        lines.append(f"| {e['step']} | {e['loss']:.4f} | {e['seconds'] / 60:.1f} | "
+        loss = "-" if e["loss"] is None else f"{e['loss']:.4f}"
+        lines.append(f"| {e['step']} | {loss} | {e['seconds'] / 60:.1f} | "
                      f"{v['learned_ssim']:.4f} ({v['linear_ssim']:.4f}) | "
                      f"{v['learned_ssim_specimen']:.4f} ({v['linear_ssim_specimen']:.4f}) |")
     if bench:
@@ -104,12 +108,14 @@ def main(argv=None) -> int:
     ap.add_argument("card", type=Path)
     ap.add_argument("--command", required=True)
     ap.add_argument("--benchmark", type=Path)
+    ap.add_argument("--timing", default="", help="how long the training took, when the card "
+                    "cannot say (a run in parts)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
     card = json.loads(args.card.read_text())
     bench = json.loads(args.benchmark.read_text()) if args.benchmark and args.benchmark.is_file() \
         else None
-    text = render(card, args.command, bench)
+    text = render(card, args.command, bench, args.timing)
     if args.out:
         args.out.write_text(text)
     else:

@@ -200,3 +200,20 @@ def test_inr_render_projections_input_frame():
     np.testing.assert_allclose(raw, np.rot90(canon, 1, axes=(1, 2)), atol=1e-6)
     with pytest.raises(GeometryError):
         inr_render(step.model, [10.0], frame="input")
+
+
+def test_until_stops_inside_the_schedule_and_resume_writes_the_same_model(tmp_path):
+    from tomoprior.interpolation.training import InterpTrainConfig, train_interpolate
+
+    kw = dict(steps=8, batch=2, patch_rows=32, patch_cols=32, channels=(4, 8), fold=2, series=1,
+              val_series=1, validate_every=4, checkpoint_every=2,
+              ranges={"sizes": (32,), "max_tilt": 12, "gap": (2, 6)})
+    card = train_interpolate(tmp_path / "a.pt", InterpTrainConfig(until=4, **kw))
+    assert card["training"]["stopped_at"] == 4 and card["log"][-1]["step"] == 4
+    first = load_model(tmp_path / "a.pt").net.state_dict()
+    card2 = train_interpolate(tmp_path / "a.pt", InterpTrainConfig(until=4, **kw), resume=True)
+    assert card2["training"]["stopped_at"] == 4
+    again = load_model(tmp_path / "a.pt").net.state_dict()
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    with pytest.raises(ParameterError):
+        InterpTrainConfig(until=9, **kw).check()

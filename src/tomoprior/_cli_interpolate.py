@@ -29,8 +29,9 @@ def cmd_train_interpolate(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     cfg = InterpTrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, series=args.series,
                             val_series=args.val_series, seed=args.seed,
-                            ssim_weight=args.ssim_weight, validate_every=args.validate_every)
-    bar = Progress(cfg.steps, "train interpolate")
+                            ssim_weight=args.ssim_weight, validate_every=args.validate_every,
+                            until=args.until or 0)
+    bar = Progress(cfg.last_step, "train interpolate")
 
     def say(msg: str) -> None:
         bar.finish()
@@ -152,6 +153,9 @@ def add_train_parser(tsub, number) -> None:
     t.add_argument("--ssim-weight", type=number(float, 0.0), default=0.5,
                    help="weight of 1 - SSIM added to the L1 loss")
     t.add_argument("--validate-every", type=number(int, 1), default=1000, metavar="STEPS")
+    t.add_argument("--until", type=number(int, 1), metavar="STEP",
+                   help="stop after this step of the --steps schedule and write the model "
+                   "(with --resume from a checkpoint at or past it: write it at once)")
     t.add_argument("--seed", type=number(int, 0), default=0)
     t.add_argument("--threads", type=number(int, 1), metavar="N", help="torch threads")
     t.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])

@@ -55,6 +55,7 @@ class InterpTrainConfig:
     ssim_weight: float = 0.5
     checkpoint_every: int = 250
     validate_every: int = 1000
+    until: int = 0  # > 0: stop after this step of the ``steps``-long schedule and write the model
     ranges: dict = field(default_factory=dict)  # overrides of TripletRanges (small tests)
 
     def check(self) -> None:
@@ -70,6 +71,13 @@ class InterpTrainConfig:
             raise ParameterError(f"ssim_weight must be >= 0, got {self.ssim_weight}")
         if self.validate_every < 1 or self.checkpoint_every < 1:
             raise ParameterError("validate_every and checkpoint_every must be >= 1")
+        if not 0 <= self.until <= self.steps:
+            raise ParameterError(f"until must lie in 0..steps ({self.steps}), got {self.until}")
+
+    @property
+    def last_step(self) -> int:
+        """The step after which the model is written."""
+        return self.until or self.steps
 
 
 def _gauss(sigma: float = 1.5, radius: int = 5) -> torch.Tensor:
@@ -200,7 +208,7 @@ def _check_resumable(state: dict, cfg: InterpTrainConfig) -> None:
     now = asdict(cfg) | {"channels": list(cfg.channels)}
     then = asdict(InterpTrainConfig()) | {"channels": list(InterpTrainConfig().channels)} \
         | state["config"]
-    free = ("validate_every", "checkpoint_every")
+    free = ("validate_every", "checkpoint_every", "until")
     differ = sorted(k for k in now if now[k] != then.get(k) and k not in free)
     if differ:
         raise ParameterError(f"the checkpoint was written with other options: {', '.join(differ)}")
@@ -248,16 +256,23 @@ def train_interpolate(
                              "delete it to start afresh") from None
     train_first = FIRST_SEED + 1_000_000 * cfg.seed
     val_first = FIRST_SEED + 1_000_000 * (cfg.seed + 1)
-    train = _simulate(train_first, cfg.series, cfg, progress)
+    done = step >= cfg.last_step  # a checkpoint at or past the last step: write the model
+    train = [] if done else _simulate(train_first, cfg.series, cfg, progress)
     valid = _simulate(val_first, cfg.val_series, cfg, progress)
     batches = _Batches(train, cfg)
     if state is not None:
         batches.rng.bit_generator.state = state["batch_rng"]
         torch.set_rng_state(state["torch_rng"])
-    progress(f"{len(train)} training series, {len(valid)} validation series; {cfg.steps} steps")
+    progress(f"{len(train)} training series, {len(valid)} validation series; steps "
+             f"{step + 1}-{cfg.last_step} of a {cfg.steps}-step schedule")
     t_train = time.perf_counter()
     net.train()
-    while step < cfg.steps:
+    if done and (not log or log[-1]["step"] != step):
+        net.eval()
+        log.append({"step": step, "loss": None, "l1": None,
+                    "seconds": round(time.perf_counter() - t_start, 1),
+                    "validation": validate(net, valid)})
+    while step < cfg.last_step:
         left, mid, right, t, gap = (a.to(dev) for a in batches())
         pred = net(left, right, t, gap)
         l1 = F.l1_loss(pred, mid)
@@ -272,7 +287,7 @@ def train_interpolate(
             raise ModelError(f"training diverged at step {step}: lower --lr")
         if step_callback is not None:
             step_callback(step, value)
-        if step % cfg.validate_every == 0 or step == cfg.steps:
+        if step % cfg.validate_every == 0 or step == cfg.last_step:
             net.eval()
             entry = {"step": step, "loss": round(value, 5), "l1": round(float(l1.detach()), 5),
                      "seconds": round(time.perf_counter() - t_start, 1),
@@ -283,12 +298,13 @@ def train_interpolate(
             progress(f"step {step}: validation SSIM learned {v['learned_ssim']:.4f} "
                      f"(linear {v['linear_ssim']:.4f}); on the specimen "
                      f"{v['learned_ssim_specimen']:.4f} ({v['linear_ssim_specimen']:.4f})")
-        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+        if step % cfg.checkpoint_every == 0 or step == cfg.last_step:
             torch.save({"config": asdict(cfg) | {"channels": list(cfg.channels)}, "step": step,
                         "net": net.state_dict(), "opt": opt.state_dict(),
                         "sched": sched.state_dict(), "log": log,
                         "batch_rng": batches.rng.bit_generator.state,
-                        "torch_rng": torch.get_rng_state()}, ckpt)
+                        "torch_rng": torch.get_rng_state(),
+                        "seconds": round(time.perf_counter() - t_start, 1)}, ckpt)
     net.eval()
     ranges = TripletRanges(**cfg.ranges)
     card = {
@@ -299,10 +315,11 @@ def train_interpolate(
         "input": {"normalisation": "(series - p0.5) / (p99.5 - p0.5) of the whole measured series",
                   "frame": "canonical: tilt axis along the rows (vertical)",
                   "target": "the clean (noise-free) middle frame"},
-        "training": {**asdict(cfg), "channels": list(cfg.channels),
-                     "threads": torch.get_num_threads(), "device": str(dev),
+        "training": {**asdict(cfg), "channels": list(cfg.channels), "stopped_at": step,
+                     "threads": torch.get_num_threads(), "device": str(dev), "resumed": resume,
                      "train_seconds": round(time.perf_counter() - t_train, 1),
-                     "total_seconds": round(time.perf_counter() - t_start, 1)},
+                     "total_seconds": round(time.perf_counter() - t_start, 1),
+                     "checkpoint_seconds": state.get("seconds") if state else None},
         "data": {"generator": "tomoprior.phantoms.interpolation_triplets",
                  "ranges": ranges.to_dict(),
                  "train_series_seeds": [train_first, train_first + cfg.series - 1],
