@@ -118,7 +118,7 @@ def needle_data(log):
     return aligned.astype(np.float32), aligned_geometry(geom)
 
 
-def needle_frames(model, data, geom, keeps, log) -> tuple[list[dict], dict]:
+def needle_frames(model, data, geom, keeps, log, reproject=None) -> tuple[list[dict], dict]:
     lo, scale = normalisation(data)
     norm = (data - lo) / scale
     rows, filled = [], {}
@@ -132,7 +132,7 @@ def needle_frames(model, data, geom, keeps, log) -> tuple[list[dict], dict]:
             t0 = time.perf_counter()
             kw = {"model": model} if m == "learned" else {}
             if m == "reproject":
-                kw = {"bin": 1}
+                kw = dict(reproject or {})
             res = interpolate(data[keep], sub, plan=plan, method=m, device="cpu", **kw)
             secs = time.perf_counter() - t0
             filled[(every, m)] = (res, keep)
@@ -148,11 +148,15 @@ def needle_frames(model, data, geom, keeps, log) -> tuple[list[dict], dict]:
     return rows, filled
 
 
-def needle_volumes(data, geom, filled, keeps, log) -> list[dict]:
+VOLUME_METHODS = {"sirt": {"iterations": 100}, "cstv": {"iterations": 300}}
+
+
+def needle_volumes(data, geom, filled, keeps, log, methods=("sirt", "cstv")) -> list[dict]:
     from tomoprior.run import run
 
     out = []
-    for recon, kw in (("sirt", {"iterations": 100}), ("cstv", {"iterations": 300})):
+    for recon in methods:
+        kw = VOLUME_METHODS[recon]
         def volume(series, g, recon=recon, kw=kw):
             last = None
             for last in run(recon, series, g, bin=2, device="cpu", **kw):
@@ -204,6 +208,11 @@ def main(argv=None) -> int:
     ap.add_argument("--reproject-series", type=int, default=3)
     ap.add_argument("--reproject-gaps", type=int, nargs="+", default=[8, 10])
     ap.add_argument("--keep-every", type=int, nargs="+", default=[4, 5])
+    ap.add_argument("--needle-reproject", default="cstv", metavar="METHOD",
+                    help="reconstruction behind the needle's reprojected frames (full size)")
+    ap.add_argument("--needle-reproject-iterations", type=int, default=None)
+    ap.add_argument("--volume-methods", nargs="+", default=["sirt", "cstv"],
+                    choices=list(VOLUME_METHODS))
     ap.add_argument("--skip", nargs="*", default=[], choices=["simulated", "needle", "volumes",
                                                                "speed"])
     ap.add_argument("--threads", type=int, default=0)
@@ -231,10 +240,15 @@ def main(argv=None) -> int:
     if not {"needle", "volumes", "speed"} <= set(args.skip):
         data, geom = needle_data(log)
     if "needle" not in args.skip:
-        rows, filled = needle_frames(model, data, geom, args.keep_every, log)
+        rp = {"recon_method": args.needle_reproject}
+        if args.needle_reproject_iterations:
+            rp["iterations"] = args.needle_reproject_iterations
+        result["needle_reproject"] = rp
+        rows, filled = needle_frames(model, data, geom, args.keep_every, log, rp)
         result["needle"] = _summary(rows, ("every", "method"))
         if "volumes" not in args.skip:
-            result["needle_volumes"] = needle_volumes(data, geom, filled, args.keep_every, log)
+            result["needle_volumes"] = needle_volumes(data, geom, filled, args.keep_every, log,
+                                                      args.volume_methods)
     if "speed" not in args.skip:
         result["speed"] = speed(model, data, geom, log)
     result["seconds"] = round(time.perf_counter() - t_start, 1)
@@ -285,7 +299,8 @@ def markdown(r: dict) -> str:
             "## Real needle (77 measured frames at 2°, aligned by cross-correlation)",
             "",
             "Every 4th or 5th frame is kept; every left-out frame is predicted and scored against "
-            "the measured one (normalised to 0..1 by the series' percentiles; whole frame).",
+            "the measured one (normalised to 0..1 by the series' percentiles; whole frame). "
+            f"Reprojection: {r.get('needle_reproject', {})}.",
             "",
             "| kept | gap | method | frames | SSIM | PSNR | seconds |",
             "|---|---|---|---|---|---|---|",
