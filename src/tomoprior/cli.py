@@ -1,7 +1,8 @@
 """The ``tomoprior`` command line.
 
 Sub-commands: ``info``, ``reconstruct``, ``simulate``, ``align``,
-``methods``. Errors a user can cause print one line and exit with status 2;
+``interpolate``, ``train``, ``methods`` (``interpolate`` and ``train
+interpolate`` live in ``_cli_interpolate.py``). Errors a user can cause print one line and exit with status 2;
 ``--json`` makes the last line of standard output a JSON summary.
 """
 
