@@ -15,19 +15,16 @@ A JSON copy of the card is written beside the weights (``MODEL.json``).
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
-from .._atomic import replacing
 from ..cancel import checkpoint
-from ..errors import ModelError
+from ._model_file import load_model_file, save_model_file
 from ._unetpp import NestedUNet
 
 __all__ = [
@@ -53,20 +50,8 @@ class RestoreModel:
 
 def save_model(path: str | os.PathLike, net: NestedUNet, card: dict) -> Path:
     """Write weights (float16) and card atomically; also ``<path>.json`` with the card."""
-    path = Path(path)
     card = {**card, "architecture": {"name": "NestedUNet", "channels": list(net.channels)}}
-    blob = {"format": FORMAT, "format_version": FORMAT_VERSION, "card": json.loads(json.dumps(card)),
-            "state": {k: v.detach().to("cpu", torch.float16).clone() for k, v in net.state_dict().items()}}
-    _atomic(path, lambda f: torch.save(blob, f))
-    _atomic(path.with_suffix(".json"),
-            lambda f: f.write(json.dumps(blob["card"], indent=1).encode() + b"\n"))
-    return path
-
-
-def _atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with replacing(path) as tmp, open(tmp, "wb") as f:
-        write(f)
+    return save_model_file(path, FORMAT, FORMAT_VERSION, net, card)
 
 
 def load_model(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> RestoreModel:
@@ -75,38 +60,10 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
         from ..models import DEFAULT_RESTORE_MODEL
 
         path = DEFAULT_RESTORE_MODEL
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"model file not found: {path}")
-    try:
-        blob: Any = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # pickle, zip or torch errors: all mean "not a model file"
-        raise ModelError(f"{path.name} is not a readable tomoprior model file") from None
-    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-        raise ModelError(f"{path.name} is not a tomoprior restoration model")
-    if blob.get("format_version") != FORMAT_VERSION:
-        raise ModelError(f"{path.name} has model format version {blob.get('format_version')}; "
-                         f"this tomoprior reads version {FORMAT_VERSION}")
-    card = blob.get("card") or {}
-    arch = card.get("architecture") or {}
-    if arch.get("name") != "NestedUNet":
-        raise ModelError(f"{path.name}: unknown architecture {arch.get('name')!r}")
-    try:
-        net = NestedUNet(tuple(int(c) for c in arch["channels"]))
-    except (KeyError, TypeError, ValueError):
-        raise ModelError(f"{path.name}: the card's architecture is incomplete") from None
-    state = blob.get("state")
-    expected = net.state_dict()
-    if not isinstance(state, dict) or set(state) != set(expected):
-        raise ModelError(f"{path.name}: the weights do not match the card's architecture")
-    for k, v in expected.items():
-        if not torch.is_tensor(state[k]) or tuple(state[k].shape) != tuple(v.shape):
-            raise ModelError(f"{path.name}: weight {k} has shape "
-                             f"{tuple(getattr(state[k], 'shape', ()))}, expected {tuple(v.shape)}")
-        if not bool(torch.isfinite(state[k]).all()):
-            raise ModelError(f"{path.name}: weight {k} holds NaN or infinite values")
-    net.load_state_dict({k: v.float() for k, v in state.items()})
-    return RestoreModel(net.to(device).eval(), card, path)
+    net, card, path = load_model_file(
+        path, FORMAT, FORMAT_VERSION, "restoration model", "NestedUNet",
+        lambda arch: NestedUNet(tuple(int(c) for c in arch["channels"])))
+    return RestoreModel(net.to(device), card, path)
 
 
 @torch.inference_mode()

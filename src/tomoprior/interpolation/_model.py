@@ -14,16 +14,13 @@ beside the weights (``MODEL.json``).
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from .._atomic import replacing
-from ..errors import ModelError
+from ..algorithms._model_file import load_model_file, save_model_file
 from ._net import InterpNet
 
 __all__ = [
@@ -49,19 +46,9 @@ class InterpModel:
 
 def save_model(path: str | os.PathLike, net: InterpNet, card: dict) -> Path:
     """Write weights (float16) and card atomically; also ``<path>.json`` with the card."""
-    path = Path(path)
     card = {**card, "architecture": {"name": "InterpNet", "channels": list(net.channels),
                                      "fold": net.fold_size}}
-    blob = {"format": FORMAT, "format_version": FORMAT_VERSION,
-            "card": json.loads(json.dumps(card)),
-            "state": {k: v.detach().to("cpu", torch.float16).clone()
-                      for k, v in net.state_dict().items()}}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with replacing(path) as tmp, open(tmp, "wb") as f:
-        torch.save(blob, f)
-    with replacing(path.with_suffix(".json")) as tmp, open(tmp, "wb") as f:
-        f.write(json.dumps(blob["card"], indent=1).encode() + b"\n")
-    return path
+    return save_model_file(path, FORMAT, FORMAT_VERSION, net, card)
 
 
 def default_model_path() -> Path:
@@ -75,35 +62,7 @@ def load_model(path: str | os.PathLike | None = None,
     """Load an interpolation model (default: the one shipped with the package)."""
     if path is None or str(path) in ("", "default"):
         path = default_model_path()
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"model file not found: {path}")
-    try:
-        blob: Any = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # pickle, zip or torch errors: all mean "not a model file"
-        raise ModelError(f"{path.name} is not a readable tomoprior model file") from None
-    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-        raise ModelError(f"{path.name} is not a tomoprior interpolation model")
-    if blob.get("format_version") != FORMAT_VERSION:
-        raise ModelError(f"{path.name} has model format version {blob.get('format_version')}; "
-                         f"this tomoprior reads version {FORMAT_VERSION}")
-    card = blob.get("card") or {}
-    arch = card.get("architecture") or {}
-    if arch.get("name") != "InterpNet":
-        raise ModelError(f"{path.name}: unknown architecture {arch.get('name')!r}")
-    try:
-        net = InterpNet(tuple(int(c) for c in arch["channels"]), int(arch["fold"]))
-    except (KeyError, TypeError, ValueError):
-        raise ModelError(f"{path.name}: the card's architecture is incomplete") from None
-    state = blob.get("state")
-    expected = net.state_dict()
-    if not isinstance(state, dict) or set(state) != set(expected):
-        raise ModelError(f"{path.name}: the weights do not match the card's architecture")
-    for k, v in expected.items():
-        if not torch.is_tensor(state[k]) or tuple(state[k].shape) != tuple(v.shape):
-            raise ModelError(f"{path.name}: weight {k} has shape "
-                             f"{tuple(getattr(state[k], 'shape', ()))}, expected {tuple(v.shape)}")
-        if not bool(torch.isfinite(state[k]).all()):
-            raise ModelError(f"{path.name}: weight {k} holds NaN or infinite values")
-    net.load_state_dict({k: v.float() for k, v in state.items()})
-    return InterpModel(net.to(device).eval(), card, path)
+    net, card, path = load_model_file(
+        path, FORMAT, FORMAT_VERSION, "interpolation model", "InterpNet",
+        lambda arch: InterpNet(tuple(int(c) for c in arch["channels"]), int(arch["fold"])))
+    return InterpModel(net.to(device), card, path)
