@@ -171,6 +171,36 @@ class _Batches:
 _FREE_ON_RESUME = ("steps", "validate_every", "checkpoint_every", "gan_weight", "gan_start")
 
 
+def cosine_schedule(opt: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Cosine decay of the learning rate over ``steps``, to 3 % of its start."""
+    return torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda k: 0.5 * (1 + math.cos(math.pi * min(1.0, k / steps))) * 0.97 + 0.03)
+
+
+def load_checkpoint(ckpt: Path, check: Callable[[dict], None], parts: dict[str, Any]) -> dict:
+    """The checkpoint ``ckpt``, checked by ``check(state)``, loaded into ``parts``.
+
+    ``parts`` maps the checkpoint's keys to the modules, optimisers and
+    schedulers that take them (``load_state_dict``). A missing or damaged
+    file is a one-line :class:`ModelError`; ``check`` raises
+    :class:`ParameterError` for options that differ from the run's.
+    """
+    if not ckpt.is_file():
+        raise ModelError(f"no checkpoint to resume from: {ckpt}")
+    try:
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        check(state)
+        for key, part in parts.items():
+            part.load_state_dict(state[key])
+        _ = int(state["step"]), list(state["log"])  # a file without them is damaged
+    except ParameterError:
+        raise
+    except Exception as exc:  # truncated, foreign or damaged checkpoint
+        raise ModelError(f"{ckpt.name} is not a usable checkpoint ({type(exc).__name__}); "
+                         "delete it to start afresh") from None
+    return state
+
+
 def _check_resumable(state: dict, cfg: TrainConfig) -> None:
     now = asdict(cfg) | {"channels": list(cfg.channels)}
     # options added after a checkpoint was written count as their defaults
@@ -215,8 +245,7 @@ def train_restore(
     torch.manual_seed(cfg.seed)
     net = NestedUNet(cfg.channels).to(dev).to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda k: 0.5 * (1 + math.cos(math.pi * min(1.0, k / cfg.steps))) * 0.97 + 0.03)
+    sched = cosine_schedule(opt, cfg.steps)
     with torch.random.fork_rng():
         torch.manual_seed(cfg.seed + 1)
         disc = PatchDiscriminator().to(dev)
@@ -224,22 +253,10 @@ def train_restore(
     log: list[dict] = []
     step = 0
     if resume:
-        if not ckpt.is_file():
-            raise ModelError(f"no checkpoint to resume from: {ckpt}")
-        try:
-            state = torch.load(ckpt, map_location="cpu", weights_only=True)
-            _check_resumable(state, cfg)
-            net.load_state_dict(state["net"])
-            opt.load_state_dict(state["opt"])
-            sched.load_state_dict(state["sched"])
-            disc.load_state_dict(state["disc"])
-            d_opt.load_state_dict(state["d_opt"])
-            step, log = int(state["step"]), list(state["log"])
-        except ParameterError:
-            raise
-        except Exception as exc:  # truncated, foreign or damaged checkpoint
-            raise ModelError(f"{ckpt.name} is not a usable checkpoint ({type(exc).__name__}); "
-                             "delete it to start afresh") from None
+        state = load_checkpoint(ckpt, lambda st: _check_resumable(st, cfg),
+                                {"net": net, "opt": opt, "sched": sched, "disc": disc,
+                                 "d_opt": d_opt})
+        step, log = int(state["step"]), list(state["log"])
     folder = None if cache is None else Path(cache)
     train = _specimens(FIRST_SEED + 1_000_000 * cfg.seed, cfg.specimens, cfg, progress, folder)
     valid = _specimens(FIRST_SEED + 1_000_000 * (cfg.seed + 1), cfg.val_specimens, cfg, progress,

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from .. import __version__
 from ..errors import ModelError, ParameterError
+from ..training import cosine_schedule, load_checkpoint
 from ._model import save_model
 from ._net import InterpNet
 
@@ -234,26 +235,14 @@ def train_interpolate(
     torch.manual_seed(cfg.seed)
     net = InterpNet(cfg.channels, cfg.fold).to(dev)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda k: 0.5 * (1 + math.cos(math.pi * min(1.0, k / cfg.steps))) * 0.97 + 0.03)
+    sched = cosine_schedule(opt, cfg.steps)
     log: list[dict] = []
     step = 0
     state = None
     if resume:
-        if not ckpt.is_file():
-            raise ModelError(f"no checkpoint to resume from: {ckpt}")
-        try:
-            state = torch.load(ckpt, map_location="cpu", weights_only=True)
-            _check_resumable(state, cfg)
-            net.load_state_dict(state["net"])
-            opt.load_state_dict(state["opt"])
-            sched.load_state_dict(state["sched"])
-            step, log = int(state["step"]), list(state["log"])
-        except ParameterError:
-            raise
-        except Exception as exc:  # truncated, foreign or damaged checkpoint
-            raise ModelError(f"{ckpt.name} is not a usable checkpoint ({type(exc).__name__}); "
-                             "delete it to start afresh") from None
+        state = load_checkpoint(ckpt, lambda st: _check_resumable(st, cfg),
+                                {"net": net, "opt": opt, "sched": sched})
+        step, log = int(state["step"]), list(state["log"])
     train_first = FIRST_SEED + 1_000_000 * cfg.seed
     val_first = FIRST_SEED + 1_000_000 * (cfg.seed + 1)
     done = step >= cfg.last_step  # a checkpoint at or past the last step: write the model
