@@ -113,8 +113,8 @@ class SlabPlan:
         per = memory_need(len(self.indices), self.volume_shape, self.chunk, self.backend,
                           streamed=True, overlap=self.overlap)
         k = max(0, int(solving))
-        parts = {key: k * per[key] for key in ("volume", "tilt series", "solver buffers")}
-        parts = {"slabs being solved": sum(parts.values())}
+        parts = {"slabs being solved": k * sum(per[key] for key in
+                                               ("volume", "tilt series", "solver buffers"))}
         parts["system matrix"] = per["system matrix"] if k else 0
         if whole_volume:
             parts["whole volume"] = 4 * int(np.prod(self.output_shape))
