@@ -108,3 +108,61 @@ def test_phase_texts_name_the_phase_and_its_progress():
     warm = Step(iteration=0, volume=vol, phase="warm start",
                 extras={"warm_part": "λ search", "candidate": 2, "candidates": 7})
     assert phase_text(warm) == "warm start: λ search 2/7"
+
+
+def _no_jitter(monkeypatch):
+    """INR sampling without the random jitter, counting the ray integrals."""
+    from tomoprior.algorithms import inr
+
+    calls = []
+    original = inr._integrate
+
+    def integrate(fld, rays, t, v, u, pose, n_samples, jitter):
+        calls.append(len(t))
+        return original(fld, rays, t, v, u, pose, n_samples, None)
+
+    monkeypatch.setattr(inr, "_integrate", integrate)
+    return calls
+
+
+def test_an_inr_step_in_parts_is_the_same_step(blobs, monkeypatch):
+    from tomoprior.algorithms import inr
+    from tomoprior.run import run
+
+    series, geom = blobs
+    _no_jitter(monkeypatch)
+    kw = dict(iterations=2, every=1, batch_rays=512, learn_pose=False, seed=3)
+    whole = list(run("inr", series, geom, **kw))
+    monkeypatch.setattr(inr, "POINT_BUDGET", 2000)  # ~60 rays of ~34 samples per part
+    parts = list(run("inr", series, geom, **kw))
+    assert [s.iteration for s in parts] == [1, 2]
+    for a, b in zip(whole, parts):
+        assert b.loss == pytest.approx(a.loss, rel=1e-5)
+        np.testing.assert_allclose(b.volume, a.volume, rtol=1e-4, atol=1e-5 * np.abs(a.volume).max())
+
+
+def test_stop_inside_an_inr_step_waits_for_one_part_only(blobs, monkeypatch):
+    from tomoprior.algorithms import inr
+    from tomoprior.run import run
+
+    series, geom = blobs
+    calls = _no_jitter(monkeypatch)
+    monkeypatch.setattr(inr, "POINT_BUDGET", 2000)
+    ev = threading.Event()
+    with stop_when(ev):
+        rec = run("inr", series, geom, iterations=5, every=1, batch_rays=512, learn_pose=False)
+        first = next(rec)
+        before = len(calls)
+        original = inr._integrate
+
+        def stop_on_the_second_part(*a):
+            if len(calls) == before + 2:
+                ev.set()  # Stop pressed while the optimiser step is half done
+            return original(*a)
+
+        monkeypatch.setattr(inr, "_integrate", stop_on_the_second_part)
+        assert list(rec) == []
+    assert rec.stopped and rec.last is first
+    # the part in flight ends, no further one starts (a whole step here is 5 parts or more:
+    # at least half of the ~34 samples per ray from the start)
+    assert len(calls) - before == 3 < len(inr._ray_parts(512, 17))

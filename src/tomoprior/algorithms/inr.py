@@ -152,11 +152,36 @@ def _integrate(fld, rays: _Rays, t, v, u, pose, n_samples, jitter) -> torch.Tens
     return fld(pts).sum(-1) * ds
 
 
+#: field evaluations between two stop checks: an optimiser step over 4096 rays of ~180
+#: samples each is ~740k evaluations (1-2.5 s on two CPU cores), so it is taken in parts
+#: with the gradients summed, and Stop acts within a fraction of a second
+POINT_BUDGET = 1 << 17
+
+
+def _ray_parts(n_rays: int, n_samples: int) -> list[slice]:
+    """Slices of the rays such that each part has at most ``POINT_BUDGET`` sample points."""
+    per = max(1, POINT_BUDGET // max(1, n_samples))
+    return [slice(i, i + per) for i in range(0, n_rays, per)]
+
+
+@torch.no_grad()
+def _integrate_parts(fld, rays: _Rays, t, v, u, pose, n_samples: int) -> torch.Tensor:
+    """``_integrate`` without jitter, in parts, checking for a stop between them."""
+    out = []
+    for part in _ray_parts(len(t), n_samples):
+        checkpoint()
+        out.append(_integrate(fld, rays, t[part], v[part], u[part], pose, n_samples, None))
+    return torch.cat(out) if out else torch.zeros(0, device=t.device)
+
+
 @torch.no_grad()
 def _volume(fld, rays: _Rays, chunk: int = 262144) -> torch.Tensor:
     pts = rays.voxel_points().reshape(-1, 3)
-    out = torch.cat([fld(pts[i:i + chunk]) for i in range(0, len(pts), chunk)])
-    return out.reshape(rays.z, rays.y, rays.x)
+    out = []
+    for i in range(0, len(pts), chunk):
+        checkpoint()
+        out.append(fld(pts[i:i + chunk]))
+    return torch.cat(out).reshape(rays.z, rays.y, rays.x)
 
 
 @torch.no_grad()
@@ -189,8 +214,7 @@ def _anchor(fld, rays: _Rays, pose: PoseModel, yn: torch.Tensor, n_samples: int)
     vv, uu = torch.meshgrid(torch.arange(ny, device=dev), torch.arange(nu, device=dev), indexing="ij")
     vv, uu = vv.reshape(-1), uu.reshape(-1)
     tt = torch.full_like(vv, ref)
-    pred = torch.cat([_integrate(fld, rays, tt[i:i + 16384], vv[i:i + 16384], uu[i:i + 16384], pose,
-                                 n_samples, None) for i in range(0, len(vv), 16384)])
+    pred = _integrate_parts(fld, rays, tt, vv, uu, pose, n_samples)
     # moving the prediction's content by d = (dv, du) makes it match the measured image
     d = register(yn[ref].float().cpu().numpy(), pred.reshape(ny, nu).float().cpu().numpy(),
                  max_shift=max(2.0, min(ny, nu) / 8))
@@ -307,12 +331,20 @@ class _INR(Solver):
         t, v, u = self.train_idx[sel.to(self.p.device)].unbind(1)
         self.opt.zero_grad(set_to_none=True)
         self.pose_opt.zero_grad(set_to_none=True)
-        pred = _integrate(self.fld, self.rays, t, v, u, self._pose(), self.n_s, self.rng)
-        lval = self.crit(pred, self.yn[t, v, u])
-        loss = lval
-        if o.tv_weight > 0:
-            loss = loss + o.tv_weight * _tv_points(self.fld, 4096, self.rays, self.rng)
-        loss.backward()
+        parts = _ray_parts(len(t), self.n_s)
+        lval = torch.zeros((), device=t.device)
+        for i, part in enumerate(parts):  # one part: the whole batch at once, as always
+            if i:
+                checkpoint()  # a stop here leaves the parameters as they were
+            tp, vp, up = t[part], v[part], u[part]
+            pred = _integrate(self.fld, self.rays, tp, vp, up, self._pose(), self.n_s, self.rng)
+            # the batch mean as a sum of part means weighted by their share of the rays
+            lp = self.crit(pred, self.yn[tp, vp, up]) * (len(tp) / len(t))
+            loss = lp
+            if o.tv_weight > 0 and i == len(parts) - 1:
+                loss = loss + o.tv_weight * _tv_points(self.fld, 4096, self.rays, self.rng)
+            loss.backward()
+            lval = lval + lp.detach()
         self.opt.step()
         self.sched.step()
         if self._poses_move():
@@ -330,7 +362,7 @@ class _INR(Solver):
         val_loss = None
         if self.val_idx is not None:
             tv_, vv, uv = self.val_idx.unbind(1)
-            pv = _integrate(self.fld, rays, tv_, vv, uv, self._pose(), self.n_full, None)
+            pv = _integrate_parts(self.fld, rays, tv_, vv, uv, self._pose(), self.n_full)
             val_loss = float(F.mse_loss(pv, self.yn[tv_, vv, uv]))
         # reported poses and volume share one frame, anchored on the reference tilt
         anchored, shift = None, None
