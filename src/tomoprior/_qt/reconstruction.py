@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
     QFileDialog,
@@ -214,11 +215,22 @@ class ReconstructionWidget(ScrollHost):
         if self.live is not None and self.live.alive:
             self.last_layer = self.live.layer
             self.save_button.setEnabled(True)
+            # each in its own turn of the event loop, after the final picture is drawn:
+            # together they would hold the interface for ~0.2 s
+            QTimer.singleShot(0, self._open_views_after_run)
+
+    def _open_views_after_run(self) -> None:
+        if self.last_layer is None or self.last_layer not in self.viewer.layers:
+            return  # the result was closed before the views could open
+        try:
             self.show_orthogonal_views()
-            if not self._save_hint_shown:
-                self._save_hint_shown = True
-                notify_info("To keep the provenance and pixel size, save with \"Save result…\" "
-                            "or pick napari-tomoprior in napari's Save dialog")
+        except RuntimeError:  # the widget (or viewer) closed meanwhile
+            return
+        if not self._save_hint_shown:
+            self._save_hint_shown = True
+            QTimer.singleShot(0, lambda: notify_info(
+                "To keep the provenance and pixel size, save with \"Save result…\" "
+                "or pick napari-tomoprior in napari's Save dialog"))
 
     _save_hint_shown = False  # once per widget
 
@@ -255,7 +267,8 @@ class ReconstructionWidget(ScrollHost):
         except Exception as exc:  # a viewer without a window (headless use): no views
             logger.debug("orthogonal views not shown: %s", exc)
             return None
-        self.viewer.layers.selection.active = self.last_layer
+        if self.last_layer is not None and self.last_layer in self.viewer.layers:
+            self.viewer.layers.selection.active = self.last_layer
         views.refresh()
         return views
 
