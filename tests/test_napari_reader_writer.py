@@ -36,7 +36,13 @@ def geometry():
 def _check_tilt_series(ld, series, geometry, path):
     data, kwargs, kind = ld
     assert kind == "image"
-    np.testing.assert_allclose(np.asarray(data, np.float32), series, rtol=1e-6)
+    # shown as (tilt, 1, y, x): tilts and the volume's z get their own sliders
+    assert data.shape == (series.shape[0], 1, *series.shape[1:])
+    np.testing.assert_allclose(np.asarray(data, np.float32)[:, 0], series, rtol=1e-6)
+    assert kwargs["axis_labels"] == ("tilt", "z", "y", "x")
+    assert kwargs["units"] == ("pixel", "nm", "nm", "nm")
+    depth = max(series.shape[1:]) * 0.8
+    assert kwargs["scale"] == pytest.approx((1.0, depth, 0.8, 0.8), rel=1e-4)
     md = kwargs["metadata"]
     assert md["tomoprior_kind"] == "tilt_series"
     assert md["angles"] == pytest.approx(list(geometry.angles))
@@ -45,7 +51,6 @@ def _check_tilt_series(ld, series, geometry, path):
     assert md["pixel_unit"] == "nm"
     assert md["angle_source"]
     assert md["source"] == str(path)
-    assert kwargs["scale"] == pytest.approx((1.0, 0.8, 0.8), rel=1e-4)
 
 
 @pytest.mark.parametrize("ext", [".tif", ".mrc"])
@@ -101,7 +106,7 @@ def test_reader_passes_lazy_data_through(tmp_path, series, geometry, monkeypatch
     monkeypatch.setattr(read_mod, "LAZY_THRESHOLD_BYTES", 0)
     data, _, _ = layer_data_from_file(path)
     assert isinstance(data, np.memmap) or not isinstance(data, np.ndarray)
-    np.testing.assert_allclose(np.asarray(data), series)
+    np.testing.assert_allclose(np.asarray(data)[:, 0], series)
 
 
 def test_reader_bad_file_gives_error_notification_not_exception(tmp_path, notes):
@@ -194,7 +199,7 @@ def test_a_dropped_serialem_folder_opens_its_stack(tmp_path):
     assert serialem_stack(folder) == folder / "tilts.st"
     reader = get_reader(str(folder))
     ((data, kwargs, kind),) = reader(str(folder))
-    assert kind == "image" and data.shape == (3, 16, 16)
+    assert kind == "image" and data.shape == (3, 1, 16, 16)
     assert list(kwargs["metadata"]["angles"]) == [0, -30, 30]
     assert get_reader(str(tmp_path)) is None  # no stack with an .mdoc directly inside
 
@@ -211,7 +216,7 @@ def test_napari_opens_a_serialem_folder_through_the_manifest(make_napari_viewer,
     viewer = make_napari_viewer()
     viewer.open(str(folder), plugin="napari-tomoprior")
     (layer,) = viewer.layers
-    assert layer.data.shape == (3, 16, 16) and list(layer.metadata["angles"]) == [-30, 0, 30]
+    assert layer.data.shape == (3, 1, 16, 16) and list(layer.metadata["angles"]) == [-30, 0, 30]
 
 
 @pytest.mark.parametrize("name", ["out.ome.zarr", "out.zarr"])

@@ -188,8 +188,8 @@ def test_binned_alignment_scales_the_layer(widget, qtbot):
     run_alignment(w, qtbot)
     assert w.task.state.value == "done"
     (out,) = aligned_layers(viewer)
-    assert out.data.shape == (21, 16, 16)
-    assert tuple(out.scale) == pytest.approx((1.0, 1.0, 1.0))  # 0.5 nm × 2
+    assert out.data.shape == (21, 1, 16, 16)
+    assert tuple(out.scale) == pytest.approx((1.0, 16.0, 1.0, 1.0))  # 0.5 nm × 2
     assert out.metadata["pixel_size"] == pytest.approx(1.0)
     assert out.metadata["alignment"]["binning"] == 2
     assert out.metadata["alignment"]["report"]["input_binning"] == 2

@@ -46,14 +46,14 @@ def test_fill_in_adds_a_denser_layer_with_virtual_frames_flagged(widget, qtbot, 
     assert layer.name == viewer.layers[-1].name == "tiny filled ×4 (linear)"
     assert w.tilt.layer().name == "tiny"  # Run still reconstructs the series it had
     md = layer.metadata
-    assert layer.data.shape == (17, 24, 32) and md["tomoprior_kind"] == "tilt_series"
+    assert layer.data.shape == (17, 1, 24, 32) and md["tomoprior_kind"] == "tilt_series"
     assert md["angles"] == list(np.arange(-40.0, 40.1, 5.0))
     assert md["virtual_frames"] == [i for i in range(17) if i % 4]
     assert md["interpolation"]["method"] == "linear"
     assert md["interpolation"]["measured"] == [i % 4 == 0 for i in range(17)]
     assert np.array_equal(layer.data[::4], before)
     assert np.array_equal(source.data, before)  # the user's layer is untouched
-    assert tuple(layer.scale) == pytest.approx((1.0, 0.5, 0.5))
+    assert tuple(layer.scale) == pytest.approx((1.0, 0.5 * 32, 0.5, 0.5))
 
 
 def test_the_canvas_marks_virtual_frames(widget, qtbot):

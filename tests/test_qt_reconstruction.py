@@ -298,7 +298,7 @@ def test_save_result_button_keeps_provenance_and_pixel_size(widget, qtbot, tmp_p
     w.run_button.click()
     qtbot.waitUntil(lambda: not w.controller.busy, timeout=60_000)
     assert w.save_button.isEnabled()
-    assert any("Save result" in m for _, m in notes)  # the one-time hint
+    qtbot.waitUntil(lambda: any("Save result" in m for _, m in notes))  # the one-time hint
     for name in ("result.mrc", "result.tif"):
         path = tmp_path / name
         monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, p=path, **k: (str(p), ""))
@@ -374,7 +374,8 @@ def test_typed_pixel_size_reaches_layer_and_provenance(widget, qtbot, monkeypatc
     assert w.tilt.pixel_size.value() == pytest.approx(0.5)
     w.tilt.pixel_size.setValue(0.8)
     assert layer.metadata["pixel_size"] == pytest.approx(0.8)
-    assert tuple(layer.scale)[1:] == pytest.approx((0.8, 0.8))
+    assert tuple(layer.scale)[-2:] == pytest.approx((0.8, 0.8))
+    assert layer.scale[1] == pytest.approx(0.8 * max(layer.data.shape[-2:]))  # the depth
     w.method_panel.set_method("wbp")
     w.run_button.click()
     qtbot.waitUntil(lambda: not w.controller.busy, timeout=60_000)

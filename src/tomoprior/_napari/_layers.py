@@ -31,7 +31,11 @@ import numpy as np
 from ..errors import GeometryError
 from ..geometry import TiltGeometry
 
-__all__ = ["KIND_KEY", "TILT_SERIES", "VOLUME", "geometry_from_metadata", "robust_limits", "tilt_series_layer_data", "tilt_series_metadata", "volume_layer_data", "volume_metadata"]
+__all__ = [
+    "KIND_KEY", "TILT_SERIES", "VOLUME", "geometry_from_metadata", "is_stack", "napari_unit",
+    "robust_limits", "series_placement", "series_view", "stack_data", "tilt_series_layer_data",
+    "tilt_series_metadata", "volume_layer_data", "volume_metadata",
+]
 
 KIND_KEY = "tomoprior_kind"
 TILT_SERIES = "tilt_series"
@@ -94,26 +98,79 @@ def volume_metadata(
     return meta
 
 
+def napari_unit(pixel_size: float | None, unit: str | None = "nm") -> str:
+    """The unit napari shows on a length axis: the pixel size's unit, or pixels."""
+    return (unit or "nm") if pixel_size else "pixel"
+
+
+# A tilt series is shown as (tilt, 1, y, x). napari lines layers up by their last axes: a
+# (tilt, y, x) series and a (z, y, x) volume would share one slider for tilts and slices,
+# and a unit in nm on the volume's z would clash with the series' tilt index ("Inconsistent
+# units across layers"). With the singleton axis, tilts and z have their own sliders, and
+# the singleton, as deep as the widest possible volume, keeps the image in view at every z.
+def series_view(data: Any) -> Any:
+    """``(n, y, x)`` as ``(n, 1, y, x)`` without reading it (a view, or a lazy graph)."""
+    if isinstance(data, np.ndarray) or hasattr(data, "dask"):  # numpy, memmap, dask
+        return data[:, None]
+    import dask.array as da
+
+    return da.from_array(data, chunks=(1, *tuple(data.shape[1:])))[:, None]
+
+
+def stack_data(layer: Any) -> Any:
+    """The ``(n, y, x)`` images of a stack layer (either form; a multiscale's full level)."""
+    data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+    if len(data.shape) == 4 and data.shape[1] == 1:
+        return data[:, 0]
+    return data
+
+
+def is_stack(layer: Any) -> bool:
+    """Whether a layer holds a stack of 2D images: ``(n, y, x)`` or ``(n, 1, y, x)``."""
+    try:
+        return len(stack_data(layer).shape) == 3
+    except (AttributeError, IndexError, TypeError):
+        return False
+
+
+def series_placement(shape: Sequence[int], pixel_size: float | None,
+                     unit: str | None = "nm", binning: int = 1) -> dict[str, Any]:
+    """``scale``, ``translate``, ``units`` and ``axis_labels`` of a ``(n, 1, y, x)`` series.
+
+    The singleton's extent is the deepest volume the series can give (its
+    widest side), centred where such a volume's slices are. ``binning``: the
+    images are binned by that factor (their pixels are that much larger).
+    """
+    ps = _pixel(pixel_size) * binning
+    depth = float(max(int(shape[-1]), int(shape[-2]), 1))
+    return {
+        "scale": (1.0, depth * ps, ps, ps),
+        "translate": (0.0, (depth - 1) * ps / 2, 0.0, 0.0),
+        "units": ("pixel",) + (napari_unit(pixel_size, unit),) * 3,
+        "axis_labels": ("tilt", "z", "y", "x"),
+    }
+
+
 def tilt_series_layer_data(data: Any, metadata: dict[str, Any], name: str) -> LayerData:
-    """LayerData of a tilt series: ``scale`` is ``(1, ps, ps)`` (axis 0 = tilt index)."""
-    ps = _pixel(metadata.get("pixel_size"))
+    """LayerData of a tilt series, shown as ``(n, 1, y, x)`` (see :func:`series_placement`)."""
     kwargs = {
         "name": name,
-        "scale": (1.0, ps, ps),
+        **series_placement(data.shape, metadata.get("pixel_size"), metadata.get("pixel_unit")),
         "metadata": metadata,
         "colormap": "gray",
         "rgb": False,
-        "axis_labels": ("tilt", "y", "x"),
     }
-    return (data, kwargs, "image")
+    return (series_view(data), kwargs, "image")
 
 
 def volume_layer_data(data: Any, metadata: dict[str, Any], name: str) -> LayerData:
-    """LayerData of a volume: ``scale`` is ``(ps, ps, ps)``."""
-    ps = _pixel(metadata.get("pixel_size"))
+    """LayerData of a volume: ``scale`` is ``(ps, ps, ps)``, ``units`` nm (or pixels)."""
+    pixel_size = metadata.get("pixel_size")
+    ps = _pixel(pixel_size)
     kwargs = {
         "name": name,
         "scale": (ps, ps, ps),
+        "units": (napari_unit(pixel_size, metadata.get("pixel_unit")),) * 3,
         "metadata": metadata,
         "colormap": "gray",
         "rgb": False,  # a volume 3 or 4 slices thick is not a colour image

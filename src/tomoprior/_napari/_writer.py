@@ -23,6 +23,8 @@ def write_image_layer(path: str, data: Any, meta: dict) -> list[str]:
     from .. import io
 
     md = meta.get("metadata") or {}
+    if md.get(KIND_KEY) == TILT_SERIES and len(data.shape) == 4 and data.shape[1] == 1:
+        data = data[:, 0]  # the (n, 1, y, x) form the series is shown in
     try:
         if md.get(KIND_KEY) == TILT_SERIES and md.get("angles"):
             geom = geometry_from_metadata(md, int(data.shape[0]))

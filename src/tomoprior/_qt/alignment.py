@@ -38,6 +38,7 @@ from qtpy.QtWidgets import (
 )
 from superqt import QLabeledDoubleSlider
 
+from .._napari._layers import is_stack, series_placement, series_view
 from .._napari.align_model import (
     METHOD_HELP,
     Alignment,
@@ -343,12 +344,13 @@ class AlignmentWidget(ScrollHost):
         self.current = al
         if self._new_layer or self.aligned is None:
             self.aligned = LiveLayer(self.viewer)
-        b = al.binning
-        scale = tuple(layer.scale[:-2]) + tuple(s * b for s in layer.scale[-2:])
-        self.aligned.show(al.aligned, name=f"{layer.name} aligned", scale=scale,
-                          translate=tuple(layer.translate),
-                          metadata=aligned_metadata(layer.metadata, al, layer.name),
-                          axis_labels=("tilt", "y", "x"))
+        md = layer.metadata
+        place = series_placement(al.aligned.shape, md.get("pixel_size"), md.get("pixel_unit"),
+                                 binning=al.binning)
+        self.aligned.show(series_view(al.aligned), name=f"{layer.name} aligned",
+                          scale=place["scale"], translate=place["translate"],
+                          metadata=aligned_metadata(md, al, layer.name),
+                          axis_labels=place["axis_labels"], units=place["units"])
         self.plot.set_shifts(al.found.angles, al.found.shifts)
         self.summary.setText(summary(al))
         self.save_button.setEnabled(True)
@@ -367,7 +369,7 @@ class AlignmentWidget(ScrollHost):
         """Sliders around the found axis (else the panel's), offset 0; no preview."""
         centre = self.base.found.tilt_axis if self.base is not None else self.tilt.tilt_axis()
         layer = self.tilt.layer()
-        width = 64 if layer is None or layer.ndim != 3 else max(layer.data.shape[-2:])
+        width = 64 if layer is None or not is_stack(layer) else max(layer.data.shape[-2:])
         half = max(4.0, width / self.tilt.bin_factor() / 8)
         for s, lo, hi, v in ((self.angle, centre - AXIS_RANGE, centre + AXIS_RANGE, centre),
                              (self.offset, -half, half, 0.0)):
@@ -425,7 +427,8 @@ class AlignmentWidget(ScrollHost):
         self.preview.show(image, name=f"{layer.name} axis preview", scale=ps,
                           translate=(below, layer.translate[-1]),
                           metadata={"tomoprior_kind": "preview", "tilt_axis": angle,
-                                    "extra_offset": offset})
+                                    "extra_offset": offset},
+                          units=tuple(str(u) for u in layer.units[-2:]))
         if first:
             self.viewer.reset_view()
         self.previews += 1

@@ -31,7 +31,7 @@ from qtpy.QtWidgets import (
 )
 from superqt import QCollapsible
 
-from .._napari._layers import KIND_KEY, TILT_SERIES
+from .._napari._layers import KIND_KEY, TILT_SERIES, napari_unit
 from ..algorithms import METHODS, Method
 from ..device import resolve_device
 from ..errors import DataError, TomopriorError
@@ -213,7 +213,7 @@ class ComparisonWidget(ScrollHost):
         if self._profile_layer is not None and self._profile_layer in self.viewer.layers:
             return self._profile_layer
         lo, hi = (np.asarray(e, float) for e in layer.extent.world)
-        z = float(self.viewer.dims.point[0])
+        z = float(self.viewer.dims.point[-3])  # a (tilt, 1, y, x) series may add a 4th axis
         y = 0.5 * (lo[1] + hi[1])
         line = np.array([[z, y, lo[2] + 0.2 * (hi[2] - lo[2])], [z, y, lo[2] + 0.8 * (hi[2] - lo[2])]])
         shapes = self.viewer.add_shapes([line], shape_type="line", edge_color="yellow",
@@ -383,7 +383,7 @@ class ComparisonWidget(ScrollHost):
         rec, job = self._recs.get(index), self.jobs[index]
         if rec is None or step is None:
             return
-        scale, translate, _, _ = placement(rec)
+        scale, translate, ps, unit = placement(rec)
         meta = result_metadata(
             rec,
             job.info["source"],
@@ -394,7 +394,8 @@ class ComparisonWidget(ScrollHost):
         )
         name = layer_name(job.label, step, job.info["series"], state, job.info["iterative"])
         self.lives[index].show(
-            step.volume, name=name, scale=scale, translate=translate, metadata=meta
+            step.volume, name=name, scale=scale, translate=translate, metadata=meta,
+            units=(napari_unit(ps, unit),) * 3,
         )
 
     def _on_step(self, ev: JobStep) -> None:
@@ -478,7 +479,7 @@ class ComparisonWidget(ScrollHost):
         grid_of(v).enabled = True
         first = shown[0]
         lo, hi = first.extent.world[:, 0]
-        v.dims.set_point(0, (lo + hi) / 2)
+        v.dims.set_point(v.dims.ndim - 3, (lo + hi) / 2)
         v.reset_view()
 
     def add_difference(self) -> Any:

@@ -48,10 +48,12 @@ class LiveLayer:
         translate: Sequence[float] = (0.0, 0.0, 0.0),
         metadata: dict | None = None,
         axis_labels: Sequence[str] | None = None,
+        units: Sequence[str] | None = None,
     ) -> Any:
         """Put ``volume`` on screen; returns the layer.
 
-        ``axis_labels`` default to ``("z", "y", "x")`` for 3D data.
+        ``axis_labels`` default to ``("z", "y", "x")`` for 3D data; ``units`` (per
+        axis, e.g. ``("nm",) * 3``) default to napari's pixels.
         """
         if axis_labels is None and np.ndim(volume) == 3:
             axis_labels = ("z", "y", "x")
@@ -67,6 +69,7 @@ class LiveLayer:
                     colormap="gray",
                     rgb=False,  # a slab 3 or 4 slices thick is not a colour image
                     **({} if axis_labels is None else {"axis_labels": tuple(axis_labels)}),
+                    **({} if units is None else {"units": tuple(units)}),
                 )
                 self._connect(self.layer)
             else:
@@ -76,6 +79,9 @@ class LiveLayer:
                     layer.scale = tuple(scale)
                 if tuple(layer.translate) != tuple(translate):
                     layer.translate = tuple(translate)
+                if units is not None and tuple(str(u) for u in layer.units) != tuple(
+                        str(u) for u in _napari_units(units)):
+                    layer.units = tuple(units)
                 if metadata is not None and any(  # setting metadata costs an event round
                     k not in layer.metadata or _differs(layer.metadata[k], v)
                     for k, v in metadata.items()
@@ -113,6 +119,13 @@ class LiveLayer:
     def rename(self, name: str) -> None:
         if self.alive and self.layer.name != name:
             self.layer.name = name
+
+
+def _napari_units(units: Sequence[str]) -> tuple:
+    """``units`` as napari stores them (pint units), for comparison."""
+    from napari.utils.transforms._units import get_units_from_name
+
+    return tuple(get_units_from_name(u) for u in units)
 
 
 _CONTRAST_SAMPLES = 100_000  # percentiles of 1e5 voxels: ~4 ms on the GUI thread

@@ -30,6 +30,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from .._napari._layers import napari_unit
 from ..device import resolve_device
 from ..errors import TomopriorError, logger
 from .common import ScrollHost, ask_stop_and_restart
@@ -197,12 +198,13 @@ class ReconstructionWidget(ScrollHost):
         rec, job = self._run.get("rec"), self._run.get("job")
         if rec is None or job is None or self.live is None or step is None:
             return
-        scale, translate, _, _ = placement(rec)
+        scale, translate, ps, unit = placement(rec)
         meta = result_metadata(
             rec, job.info["source"], final=final, step=step, series=job.info["series"]
         )
         name = layer_name(job.label, step, job.info["series"], state, job.info["iterative"])
-        self.live.show(step.volume, name=name, scale=scale, translate=translate, metadata=meta)
+        self.live.show(step.volume, name=name, scale=scale, translate=translate, metadata=meta,
+                       units=(napari_unit(ps, unit),) * 3)
 
     def _on_step(self, ev: JobStep) -> None:
         self._run["step"] = ev.step

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._napari._layers import is_stack, stack_data
+
 __all__ = ["VIRTUAL_COLOR", "TiltAngleOverlay"]
 
 VIRTUAL_COLOR = "orange"
@@ -31,7 +33,7 @@ class TiltAngleOverlay:
     def text(self) -> str:
         """What the overlay says now ('' when no tilt image of the layer is in view)."""
         layer = self.layer()
-        if layer is None or layer.ndim != 3 or not layer.visible:
+        if layer is None or not is_stack(layer) or not layer.visible:
             return ""
         dims = self.viewer.dims
         if dims.ndisplay != 2 or 0 in dims.displayed[-2:]:
@@ -39,7 +41,7 @@ class TiltAngleOverlay:
         angles = list(layer.metadata.get("angles") or [])
         index = int(round(layer.world_to_data(dims.point)[0])) if hasattr(layer, "world_to_data") \
             else int(dims.current_step[0])
-        n = int(layer.data.shape[0])
+        n = int(stack_data(layer).shape[0])
         if not 0 <= index < n:
             return ""
         where = f"tilt {index + 1}/{n}"

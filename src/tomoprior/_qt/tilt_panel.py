@@ -29,7 +29,15 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .._napari._layers import KIND_KEY, TILT_SERIES, VOLUME, geometry_from_metadata
+from .._napari._layers import (
+    KIND_KEY,
+    TILT_SERIES,
+    VOLUME,
+    geometry_from_metadata,
+    is_stack,
+    series_placement,
+    stack_data,
+)
 from ..errors import DataError, GeometryError, TomopriorError
 from ..geometry import TiltGeometry, angles_from_start_step
 from .tilt_list import TiltList
@@ -227,7 +235,7 @@ class TiltPanel(QGroupBox):
         """How good a default choice a layer is: tomoprior tilt series > 3D image > other."""
         if layer is None or not self.is_candidate(layer):
             return 0
-        if layer.ndim != 3:
+        if not is_stack(layer):
             return 1
         return 3 if layer.metadata.get(KIND_KEY) == TILT_SERIES else 2
 
@@ -253,7 +261,7 @@ class TiltPanel(QGroupBox):
             self._layers = layers
             self.layer_combo.clear()
             for lay in layers:
-                text = lay.name if lay.ndim == 3 else f"{lay.name} ({lay.ndim}D)"
+                text = lay.name if is_stack(lay) else f"{lay.name} ({lay.ndim}D)"
                 self.layer_combo.addItem(text)
             if current in layers:
                 self.layer_combo.setCurrentIndex(layers.index(current))
@@ -346,7 +354,7 @@ class TiltPanel(QGroupBox):
 
     def _fill_tilts(self) -> None:
         layer = self.layer()
-        if layer is None or layer.ndim != 3:
+        if layer is None or not is_stack(layer):
             self.tilt_list.clear()
             return
         try:
@@ -362,23 +370,28 @@ class TiltPanel(QGroupBox):
     def _on_pixel_size(self, value: float) -> None:
         """A typed pixel size goes into the layer: its metadata, its scale, later the provenance."""
         layer = self.layer()
-        if self._quiet or layer is None or layer.ndim != 3:
+        if self._quiet or layer is None or not is_stack(layer):
             return
         ps = float(value) if value > 0 else None
         layer.metadata = {**layer.metadata, "pixel_size": ps, "pixel_unit": "nm"}
-        layer.scale = (1.0, ps or 1.0, ps or 1.0)
+        if layer.ndim == 4:  # the (n, 1, y, x) form: the singleton's depth follows the pixel
+            place = series_placement(layer.data.shape, ps)
+            layer.scale, layer.translate = place["scale"], place["translate"]
+            layer.units = place["units"]
+        else:
+            layer.scale = (1.0, ps or 1.0, ps or 1.0)
         self._on_edit()
 
     # -- values -------------------------------------------------------------------------
     def _n_images(self) -> int:
         layer = self.layer()
-        if layer is None or layer.ndim != 3:
+        if layer is None or not is_stack(layer):
             return 0
         return int(self._data(layer).shape[0])
 
     @staticmethod
     def _data(layer: Any) -> Any:
-        return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+        return stack_data(layer)
 
     def _angles(self) -> np.ndarray | None:
         layer = self.layer()
@@ -400,7 +413,7 @@ class TiltPanel(QGroupBox):
 
     def _axis_length(self) -> int:
         layer = self.layer()
-        if layer is None or layer.ndim != 3:
+        if layer is None or not is_stack(layer):
             return 0
         _, rows, cols = self._data(layer).shape
         horizontal = abs(math.remainder(self.tilt_axis(), 180.0)) <= 45.0
@@ -423,7 +436,7 @@ class TiltPanel(QGroupBox):
                 "and choose it in the Layer box"
             )
         shape = tuple(self._data(layer).shape)
-        if layer.ndim != 3:
+        if not is_stack(layer):
             raise DataError(
                 f"layer '{layer.name}' is a {layer.ndim}D image {shape}: a tilt series is a 3D "
                 "stack (tilt, rows, cols), one image per tilt angle"
@@ -487,7 +500,7 @@ class TiltPanel(QGroupBox):
         self.angles_label.setToolTip("")
         if layer is None:
             self.angles_label.setText("Open a tilt series: drag a file in or File › Open Sample.")
-        elif layer.ndim != 3:
+        elif not is_stack(layer):
             self.angles_label.setText(f"'{layer.name}' is {layer.ndim}D: not a tilt series.")
             self.angles_label.setStyleSheet(ERROR)
         else:
@@ -528,7 +541,7 @@ class TiltPanel(QGroupBox):
             kept = self.geometry().select(rng, inc, self.excluded()).count
         except (TomopriorError, ValueError):
             kept = 0
-        if layer is None or layer.ndim != 3 or not kept:
+        if layer is None or not is_stack(layer) or not kept:
             self.memory_label.setText("")
             return
         _, rows, cols = self._data(layer).shape
@@ -564,7 +577,7 @@ class TiltPanel(QGroupBox):
 
     def _update_bin_label(self) -> None:
         layer = self.layer()
-        if layer is None or layer.ndim != 3:
+        if layer is None or not is_stack(layer):
             self.bin_label.setText("")
             return
         _, rows, cols = self._data(layer).shape
