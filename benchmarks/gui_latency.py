@@ -46,16 +46,28 @@ class StallMeter:
             self.gaps.append((now, gap))
         self._last = now
 
-    def worst(self, t0: float, t1: float, skip: float | None = None) -> float:
-        """Longest gap ending in [t0, t1]; ``skip``: leave out the gap that contains it."""
+    def worst(self, t0: float, t1: float, skip: tuple[float, float] | None = None) -> float:
+        """Longest gap ending in [t0, t1]; ``skip``: leave out gaps that overlap that window."""
         out = 0.0
         for end, gap in self.gaps:
             if not t0 <= end <= t1:
                 continue
-            if skip is not None and end - gap <= skip <= end + 0.05:
+            if skip is not None and end - gap <= skip[1] and end >= skip[0]:
                 continue
             out = max(out, gap)
         return out
+
+
+class DrawLog:
+    """Times at which the canvas finished drawing a frame."""
+
+    def __init__(self, viewer) -> None:
+        self.times: list[float] = []
+        canvas = viewer.window._qt_viewer.canvas._scene_canvas
+        canvas.events.draw.connect(lambda _e: self.times.append(time.perf_counter()), position="last")
+
+    def first_after(self, t: float) -> float | None:
+        return next((x for x in self.times if x > t), None)
 
 
 def _pump(seconds: float) -> None:
@@ -84,7 +96,8 @@ def _volumes(viewer) -> list:
     return [lay for lay in viewer.layers if lay.metadata.get("tomoprior_kind") == "volume"]
 
 
-def measure_method(w, meter: StallMeter, name: str, stop_after: float, timeout: float) -> dict:
+def measure_method(w, meter: StallMeter, draws: DrawLog, name: str, stop_after: float,
+                   timeout: float) -> dict:
     viewer = w.viewer
     for lay in _volumes(viewer):
         viewer.layers.remove(lay)
@@ -111,13 +124,19 @@ def measure_method(w, meter: StallMeter, name: str, stop_after: float, timeout: 
         _wait(lambda: not w.controller.busy, timeout)
     t1 = time.perf_counter()
     layer = _volumes(viewer)
+    # layer creation: from Run's first layer until the canvas has drawn it once (napari
+    # builds the layer's controls and its vispy visual, and links its shader on that draw)
+    creation = None
+    if t_first is not None:
+        drawn = draws.first_after(t_first)
+        creation = (t_first - 0.05, drawn if drawn is not None else t_first)
     return {
         "method": name,
         "first": first,
         "first_phase": phase,
         "stop": stop,
         "finished": finished_alone,
-        "stall": meter.worst(t0, t1, skip=t_first),
+        "stall": meter.worst(t0, t1, skip=creation),
         "stall_all": meter.worst(t0, t1),
         "layer": layer[0].name if layer else "",
         "stopped_at": (ts - t0) if stop is not None else None,
@@ -144,6 +163,35 @@ def measure_alignment(viewer, meter: StallMeter, stop_after: float, timeout: flo
             "layer": "", "stopped_at": None}
 
 
+def measure_napari_floor(viewer, meter: StallMeter, draws: DrawLog, shape, scale) -> dict:
+    """napari alone, no plugin code: add a volume of the run's shape, then replace its data.
+
+    The same window, layers and event loop as the runs: the stall of ``add_image`` until
+    its first draw, and the worst stall of five ``layer.data = ...`` updates (each is
+    what a live result costs napari per shown step).
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    vols = [rng.random(shape, dtype=np.float32) for _ in range(2)]
+    _pump(0.5)
+    t0 = time.perf_counter()
+    layer = viewer.add_image(vols[0], scale=scale, units=("nm",) * 3, rgb=False, name="floor")
+    t_add = time.perf_counter()
+    _wait(lambda: draws.first_after(t_add) is not None, 10.0)
+    _pump(0.5)
+    t1 = time.perf_counter()
+    for k in range(5):
+        layer.data = vols[(k + 1) % 2]
+        _pump(0.3)
+    t2 = time.perf_counter()
+    viewer.layers.remove(layer)
+    _pump(0.3)
+    return {"method": "napari alone", "first": t_add - t0, "first_phase": "add_image",
+            "stop": None, "finished": True, "stall": meter.worst(t1, t2),
+            "stall_all": meter.worst(t0, t1), "layer": "", "stopped_at": None}
+
+
 def _fmt(v: float | None, unit: str = " s") -> str:
     return "timeout" if v is None else f"{v:.2f}{unit}"
 
@@ -155,6 +203,8 @@ def table(rows: list[dict]) -> str:
     ]
     for r in rows:
         stop = "finished before Stop" if r["finished"] else _fmt(r["stop"])
+        if r["method"] == "napari alone":
+            stop = "-"
         lines.append(
             f"| {r['method']} | {_fmt(r['first'])} | {r['first_phase'] or '-'} | {stop} | "
             f"{1000 * r['stall']:.0f} ms / {1000 * r['stall_all']:.0f} ms |"
@@ -195,13 +245,18 @@ def main(argv: list[str] | None = None) -> int:
     t.slab_from.setValue(mid - args.slab // 2)
     t.slab_to.setValue(mid + args.slab // 2)
     meter = StallMeter()
+    draws = DrawLog(viewer)
     import threading
 
     # a user sets the panel up before the first Run: let the widget's background import end
     _wait(lambda: not any(t.name == "tomoprior-warm-up" for t in threading.enumerate()), 30.0)
     _pump(1.0)
-    rows = [measure_method(w, meter, m, args.stop_after, args.timeout)
+    rows = [measure_method(w, meter, draws, m, args.stop_after, args.timeout)
             for m in args.methods.split(",") if m]
+    shown = [lay for lay in _volumes(viewer)]
+    if shown:  # the floor, for a volume of the size the runs showed
+        rows.append(measure_napari_floor(viewer, meter, draws, shown[0].data.shape,
+                                         tuple(shown[0].scale)))
     if not args.no_alignment:
         rows.append(measure_alignment(viewer, meter, args.stop_after, args.timeout))
     text = table(rows)
