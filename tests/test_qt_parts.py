@@ -154,6 +154,26 @@ def test_controller_throttles_and_always_shows_the_last_step(qtbot):
     assert c.state == RunState.STOPPED
 
 
+class _Phased(_Rec):
+    """Steps in phases: 20 of "base", then 20 of "fit"."""
+
+    def __next__(self):
+        step = super().__next__()
+        self.last = Step(iteration=step.iteration, volume=step.volume, loss=step.loss,
+                         total=self.n, phase="base" if step.iteration <= 20 else "fit")
+        return self.last
+
+
+def test_controller_shows_the_last_picture_of_every_phase(qtbot):
+    from tomoprior._qt.controller import Job, RunController
+
+    c = RunController(interval_ms=60_000)
+    ev = _run(qtbot, c, [Job("a", lambda: _Phased(40))])
+    shown = [(e.step.phase, e.step.iteration) for e in ev["steps"]]
+    assert ("base", 20) in shown and shown[-1] == ("fit", 40)
+    assert len(shown) <= 4  # still throttled within a phase
+
+
 def test_controller_reports_errors_as_events(qtbot):
     from tomoprior._qt.controller import Job, RunController, RunState
 
@@ -277,3 +297,26 @@ def test_widgets_run_under_the_binding_all_installs():
     if importlib.util.find_spec(name) is None:
         pytest.skip(f"{name} is not installed here")
     assert qtpy.API_NAME == name
+
+
+def test_live_layer_contrast_follows_at_most_once_a_second_and_yields_to_the_user(
+        make_napari_viewer, monkeypatch):
+    from tomoprior._qt import live_layer as ll
+
+    viewer = make_napari_viewer()
+    live = ll.LiveLayer(viewer)
+    vol = np.random.default_rng(0).random((4, 16, 16), dtype=np.float32)
+    show = dict(name="r", scale=(2.0,) * 3, units=("nm",) * 3)
+    layer = live.show(vol, **show)
+    assert layer.contrast_limits == pytest.approx(ll.robust_limits(vol), rel=1e-6)
+    assert [str(u) for u in layer.units] == ["nanometer"] * 3
+    live.show(vol * 10, **show)  # the next step at once: each contrast change is a redraw
+    assert layer.contrast_limits[1] < 2
+    live.show(vol * 10, **show, final=True)  # the final picture always gets its contrast
+    assert layer.contrast_limits[1] > 5
+    monkeypatch.setattr(ll, "CONTRAST_EVERY_S", 0.0)
+    live.show(vol * 20, **show)
+    assert layer.contrast_limits[1] > 15
+    layer.contrast_limits = (0.0, 1.0)  # the user's choice is kept from now on
+    live.show(vol * 50, **show, final=True)
+    assert tuple(layer.contrast_limits) == (0.0, 1.0)

@@ -350,7 +350,7 @@ class AlignmentWidget(ScrollHost):
         self.aligned.show(series_view(al.aligned), name=f"{layer.name} aligned",
                           scale=place["scale"], translate=place["translate"],
                           metadata=aligned_metadata(md, al, layer.name),
-                          axis_labels=place["axis_labels"], units=place["units"])
+                          axis_labels=place["axis_labels"], units=place["units"], final=True)
         self.plot.set_shifts(al.found.angles, al.found.shifts)
         self.summary.setText(summary(al))
         self.save_button.setEnabled(True)
@@ -428,7 +428,7 @@ class AlignmentWidget(ScrollHost):
                           translate=(below, layer.translate[-1]),
                           metadata={"tomoprior_kind": "preview", "tilt_axis": angle,
                                     "extra_offset": offset},
-                          units=tuple(str(u) for u in layer.units[-2:]))
+                          units=tuple(str(u) for u in layer.units[-2:]), final=True)
         if first:
             self.viewer.reset_view()
         self.previews += 1

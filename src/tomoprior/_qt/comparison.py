@@ -395,7 +395,7 @@ class ComparisonWidget(ScrollHost):
         name = layer_name(job.label, step, job.info["series"], state, job.info["iterative"])
         self.lives[index].show(
             step.volume, name=name, scale=scale, translate=translate, metadata=meta,
-            units=(napari_unit(ps, unit),) * 3,
+            units=(napari_unit(ps, unit),) * 3, final=final,
         )
 
     def _on_step(self, ev: JobStep) -> None:

@@ -145,6 +145,11 @@ class RunFailed:
     error: BaseException
 
 
+def _phase(ev: JobStep) -> tuple:
+    step = ev.step
+    return (ev.index, getattr(step, "phase", None), getattr(step, "chunk", None))
+
+
 class RunController(QObject):
     """Owns at most one worker; Run, Stop and the events of the run.
 
@@ -265,6 +270,9 @@ class RunController(QObject):
     def _on_event(self, ev: Any) -> None:
         if isinstance(ev, JobStep):
             self.steps_received += 1
+            pending = self._pending
+            if pending is not None and _phase(pending) != _phase(ev):
+                self._flush()  # the last picture of a phase (a base, a slab) is always shown
             self._pending = ev
             if not self._timer.isActive():
                 self._flush()

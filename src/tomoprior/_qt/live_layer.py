@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,6 +26,7 @@ class LiveLayer:
         self.layer = layer
         self.updates = 0
         self.auto_contrast = True
+        self._contrast_at = -math.inf
         self._updating = False
         if layer is not None:
             self._connect(layer)
@@ -49,11 +52,13 @@ class LiveLayer:
         metadata: dict | None = None,
         axis_labels: Sequence[str] | None = None,
         units: Sequence[str] | None = None,
+        final: bool = False,
     ) -> Any:
         """Put ``volume`` on screen; returns the layer.
 
         ``axis_labels`` default to ``("z", "y", "x")`` for 3D data; ``units`` (per
-        axis, e.g. ``("nm",) * 3``) default to napari's pixels.
+        axis, e.g. ``("nm",) * 3``) default to napari's pixels. The automatic
+        contrast follows the volume at most once a second (and on the ``final`` one).
         """
         if axis_labels is None and np.ndim(volume) == 3:
             axis_labels = ("z", "y", "x")
@@ -89,7 +94,9 @@ class LiveLayer:
                     layer.metadata = {**layer.metadata, **metadata}
                 if layer.name != name:
                     layer.name = name
-            if self.auto_contrast:
+            now = time.monotonic()
+            if self.auto_contrast and (final or now - self._contrast_at >= CONTRAST_EVERY_S):
+                self._contrast_at = now
                 self.set_contrast(*robust_limits(volume, n=_CONTRAST_SAMPLES),
                                   full=_data_range(volume))
         finally:
@@ -128,6 +135,7 @@ def _napari_units(units: Sequence[str]) -> tuple:
     return tuple(get_units_from_name(u) for u in units)
 
 
+CONTRAST_EVERY_S = 1.0  # the automatic contrast between two shown steps at most this often
 _CONTRAST_SAMPLES = 100_000  # percentiles of 1e5 voxels: ~4 ms on the GUI thread
 
 

@@ -204,7 +204,7 @@ class ReconstructionWidget(ScrollHost):
         )
         name = layer_name(job.label, step, job.info["series"], state, job.info["iterative"])
         self.live.show(step.volume, name=name, scale=scale, translate=translate, metadata=meta,
-                       units=(napari_unit(ps, unit),) * 3)
+                       units=(napari_unit(ps, unit),) * 3, final=final)
 
     def _on_step(self, ev: JobStep) -> None:
         self._run["step"] = ev.step
