@@ -20,7 +20,10 @@ help a reconstruction.
 
 Usage::
 
-    python benchmarks/interpolation.py --out docs/interpolation    # about 30 minutes on 2 cores
+    python benchmarks/interpolation.py --out docs/interpolation
+
+About 30 minutes on 2 cores with ``--volume-methods sirt``; the CS-TV volumes
+(nine, with ``lam="auto"``) add about 50 minutes on 1 thread.
 """
 
 from __future__ import annotations
@@ -151,36 +154,42 @@ def needle_frames(model, data, geom, keeps, log, reproject=None) -> tuple[list[d
 VOLUME_METHODS = {"sirt": {"iterations": 100}, "cstv": {"iterations": 300}}
 
 
-def needle_volumes(data, geom, filled, keeps, log, methods=("sirt", "cstv")) -> list[dict]:
+def needle_volumes(data, geom, filled, keeps, log,
+                   methods=("sirt", "cstv")) -> tuple[list[dict], dict]:
+    """Rows per (method, kept, input), and per method its reference volume's settings."""
     from tomoprior.run import run
 
-    out = []
+    out, refs = [], {}
     for recon in methods:
         kw = VOLUME_METHODS[recon]
         def volume(series, g, recon=recon, kw=kw):
-            last = None
+            """The last step's volume and what it reports (CS-TV: the lambda it used)."""
+            t0, last = time.perf_counter(), None
             for last in run(recon, series, g, bin=2, device="cpu", **kw):
                 pass
-            return last.volume
+            info = {"seconds": round(time.perf_counter() - t0, 1)}
+            if "lam" in last.extras:
+                info["lam"] = float(last.extras["lam"])
+            return last.volume, info
 
-        ref = volume(data, geom)
+        ref, ref_info = volume(data, geom)
+        log(f"{recon} reference ({data.shape[0]} tilts): {ref_info}")
         mask = ndimage.binary_dilation(ref > np.percentile(ref, 70), iterations=2)
         for every in keeps:
             res, keep = filled[(every, "linear")]
-            sparse = volume(data[keep], geom.subset(keep))
-            sc = metrics.compare(sparse, ref, mask=mask, fit=True)
-            out.append({"recon": recon, "every": every, "input": "sparse",
-                        "n_tilts": len(keep), "ssim": sc["ssim"], "psnr": sc["psnr"]})
-            for m in METHODS:
-                res, _ = filled[(every, m)]
-                v = volume(res.series, res.geometry)
+            inputs = [("sparse", data[keep], geom.subset(keep))]
+            inputs += [(f"filled ({m})", filled[(every, m)][0].series,
+                        filled[(every, m)][0].geometry) for m in METHODS]
+            for name, series, g in inputs:
+                v, info = volume(series, g)
                 sc = metrics.compare(v, ref, mask=mask, fit=True)
-                out.append({"recon": recon, "every": every, "input": f"filled ({m})",
-                            "n_tilts": int(res.series.shape[0]), "ssim": sc["ssim"],
-                            "psnr": sc["psnr"]})
-            log(f"{recon} every {every}: " + ", ".join(f"{r['input']} {r['ssim']:.3f}"
-                                                      for r in out[-4:]))
-    return out
+                out.append({"recon": recon, "every": every, "input": name,
+                            "n_tilts": int(series.shape[0]), "ssim": sc["ssim"],
+                            "psnr": sc["psnr"], **info})
+                log(f"{recon} every {every}, {name}: SSIM {sc['ssim']:.4f}, "
+                    f"PSNR {sc['psnr']:.2f}, {info}")
+        refs[recon] = {"n_tilts": int(data.shape[0]), **kw, **ref_info}
+    return out, refs
 
 
 def speed(model, data, geom, log) -> dict:
@@ -247,8 +256,8 @@ def main(argv=None) -> int:
         rows, filled = needle_frames(model, data, geom, args.keep_every, log, rp)
         result["needle"] = _summary(rows, ("every", "method"))
         if "volumes" not in args.skip:
-            result["needle_volumes"] = needle_volumes(data, geom, filled, args.keep_every, log,
-                                                      args.volume_methods)
+            result["needle_volumes"], result["needle_volume_refs"] = needle_volumes(
+                data, geom, filled, args.keep_every, log, args.volume_methods)
     if "speed" not in args.skip:
         result["speed"] = speed(model, data, geom, log)
     result["seconds"] = round(time.perf_counter() - t_start, 1)
@@ -311,6 +320,7 @@ def markdown(r: dict) -> str:
                          f"{x['seconds']:.1f} |")
         lines.append("")
     if "needle_volumes" in r:
+        lam = any("lam" in x for x in r["needle_volumes"])
         lines += [
             "## Do filled-in series help a reconstruction? (needle, binned 2×)",
             "",
@@ -318,12 +328,19 @@ def markdown(r: dict) -> str:
             "dilated 2 px) against the same method's volume from all 77 measured frames, after an "
             "affine intensity match.",
             "",
-            "| reconstruction | kept | input | frames | SSIM | PSNR |",
-            "|---|---|---|---|---|---|",
+            "| reconstruction | kept | input | frames | SSIM | PSNR |" + (" λ |" if lam else ""),
+            "|---|---|---|---|---|---|" + ("---|" if lam else ""),
         ]
         for x in r["needle_volumes"]:
             lines.append(f"| {x['recon']} | every {x['every']} | {x['input']} | {x['n_tilts']} | "
-                         f"{x['ssim']:.4f} | {x['psnr']:.2f} |")
+                         f"{x['ssim']:.4f} | {x['psnr']:.2f} |"
+                         + (f" {x['lam']:g} |" if "lam" in x else " |" if lam else ""))
+        if lam:
+            lines += ["", "λ: the TV weight that CS-TV's `lam=\"auto\"` chose for that volume "
+                      "(held-out detector pixels)."]
+        for k, v in r.get("needle_volume_refs", {}).items():
+            lines.append(f"Reference {k}: {v['n_tilts']} frames, {v['iterations']} iterations"
+                         + (f", λ {v['lam']:g}" if "lam" in v else "") + ".")
         lines.append("")
     if "speed" in r:
         s = r["speed"]
