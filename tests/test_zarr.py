@@ -292,3 +292,44 @@ def test_a_symbolic_link_is_never_replaced(tmp_path, volume):
     with pytest.raises(FormatError, match="symbolic link"):
         io.write_volume(tmp_path / "link.zarr", volume * 2, overwrite=True)
     np.testing.assert_array_equal(io.read(store).data.compute(), volume)
+
+
+@pytest.mark.skipif(__import__("os").name != "posix", reason="processes are probed on POSIX")
+@pytest.mark.parametrize("output", ["vol.ome.zarr", "vol.mrc"])
+def test_a_killed_write_is_cleaned_up_by_the_next_one(tmp_path, volume, output):
+    """SIGKILL leaves the hidden partial store or file; the next write of that output removes
+    it, and never a partial of a live process, another host or another output."""
+    import signal
+    import subprocess
+    import sys
+
+    from tomoprior._atomic import partial_prefix
+
+    target = tmp_path / output
+    killed = f"""
+import os, signal, numpy as np
+from tomoprior import io
+from tomoprior._atomic import replacing
+from tomoprior.io import ZarrVolumeWriter
+if {output!r}.endswith('.zarr'):
+    w = ZarrVolumeWriter({str(target)!r}, (24, 40, 36), 'float32', (8, 40, 36))
+    w.write((slice(0, 8), slice(None), slice(None)), np.ones((8, 40, 36), np.float32))
+else:
+    with replacing({str(target)!r}) as tmp:
+        tmp.write_bytes(b'half a volume')
+        os.kill(os.getpid(), signal.SIGKILL)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+    proc = subprocess.Popen([sys.executable, "-c", killed])
+    assert proc.wait() == -signal.SIGKILL
+    name = target.stem if output.endswith(".mrc") else output  # files: the stem, then .mrc
+    (left,) = _leftovers(tmp_path)
+    assert left.startswith(f".{name}.partial-{proc.pid}@")
+    mine = tmp_path / (partial_prefix(name) + "live")  # this (live) process: kept
+    other = tmp_path / f".{name}.partial-1@elsewhere-x"  # another host: kept
+    old_style = tmp_path / f".{name}.partial-abc123"  # not ours to judge: kept
+    for p in (mine, other, old_style):
+        p.write_bytes(b"")
+    io.write_volume(target, volume, overwrite=True)
+    assert target.exists()
+    assert _leftovers(tmp_path) == sorted(p.name for p in (mine, other, old_style))

@@ -25,7 +25,10 @@ from collections.abc import Callable, Iterable, Iterator
 
 from .errors import FormatError
 
-__all__ = ["check_output", "input_sidecars", "replacing", "same_file", "write_bytes", "write_text"]
+__all__ = [
+    "check_output", "input_sidecars", "partial_prefix", "remove_stale_partials", "replacing",
+    "same_file", "write_bytes", "write_text",
+]
 
 # files that describe an input series and must never be replaced by an output
 SIDECAR_SUFFIXES = (".json", ".rawtlt", ".tlt", ".mdoc", ".xf", ".txt")
@@ -114,6 +117,68 @@ def _is_store(path: pathlib.Path) -> bool:
     return path.suffix.lower() == ".zarr" and not path.is_symlink() and is_zarr_store(path)
 
 
+def partial_prefix(name: str) -> str:
+    """Prefix of a temporary file or folder written beside the output ``name``.
+
+    It names the writing process and host (``.NAME.partial-PID@HOST-``), so
+    that a later write of the same output can tell what a killed process left
+    behind from a write still in progress (:func:`remove_stale_partials`).
+    """
+    return f".{name}.partial-{os.getpid()}@{_host()}-"
+
+
+def _host() -> str:
+    import socket
+
+    return "".join(c for c in socket.gethostname() if c.isalnum() or c in "._") or "host"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_partials(folder: str | os.PathLike, name: str) -> list[pathlib.Path]:
+    """Remove the temporaries of ``name`` in ``folder`` left by dead processes of this host.
+
+    A write that was killed (SIGKILL, a power cut) cannot clean up after
+    itself: its hidden ``.NAME.partial-*`` file or Zarr folder stays, and
+    can be as large as the volume. Only temporaries whose writer is known to
+    be gone are removed: this host's, with a process id that no longer
+    exists. On Windows nothing is removed (a process cannot be probed
+    there without signalling it). Returns what was removed.
+    """
+    if os.name != "posix":
+        return []
+    import glob
+    import shutil
+
+    removed = []
+    host = _host()
+    for p in pathlib.Path(folder).glob(glob.escape(f".{name}.partial-") + "*"):
+        owner = p.name[len(f".{name}.partial-"):].rsplit("-", 1)[0]
+        pid, _, where = owner.partition("@")
+        if where != host or not pid.isdigit() or _alive(int(pid)):
+            continue
+        with contextlib.suppress(OSError):
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+            removed.append(p)
+    if removed:
+        from .errors import logger
+
+        logger.info("removed %d partial file(s) of %s left by an interrupted write",
+                    len(removed), name)
+    return removed
+
+
 @contextlib.contextmanager
 def replacing(path: str | os.PathLike) -> Iterator[pathlib.Path]:
     """A temporary path beside ``path`` that becomes ``path`` when the block succeeds.
@@ -122,7 +187,8 @@ def replacing(path: str | os.PathLike) -> Iterator[pathlib.Path]:
     format by it) and is removed if the block fails or is interrupted.
     """
     target = pathlib.Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.partial-", suffix=target.suffix,
+    remove_stale_partials(target.parent, target.stem)
+    fd, tmp = tempfile.mkstemp(prefix=partial_prefix(target.stem), suffix=target.suffix,
                                dir=target.parent)
     os.close(fd)
     tmp_path = pathlib.Path(tmp)

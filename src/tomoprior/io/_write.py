@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .._atomic import replacing
+from .._atomic import partial_prefix, remove_stale_partials, replacing
 from ..errors import DataError, FormatError
 from ..geometry import TiltGeometry
 from ._angles import write_angles
@@ -99,7 +99,8 @@ def _computed_once(data: Any, near: pathlib.Path) -> Iterator[Any]:
     if nbytes <= memory_budget() // 4:
         yield data.compute()
         return
-    fd, name = tempfile.mkstemp(prefix=f".{near.name}.", suffix=".partial.npy", dir=near.parent)
+    remove_stale_partials(near.parent, near.name)
+    fd, name = tempfile.mkstemp(prefix=partial_prefix(near.name), suffix=".npy", dir=near.parent)
     os.close(fd)
     try:
         out = np.lib.format.open_memmap(name, mode="w+", dtype=data.dtype, shape=data.shape)
