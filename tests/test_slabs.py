@@ -390,6 +390,28 @@ def test_cli_chunked_inr_writes_the_poses_learned_once(series_tif, tmp_path, cap
     assert io.read_provenance(out)["result"]["poses"]["shifts"] == poses["poses"]["shifts"]
 
 
+def test_per_tilt_axis_is_refused_with_slabs_in_one_line(series_tif, tmp_path, capsys, series48):
+    """The poses learned on one slab fold into a geometry with a single tilt axis: per-tilt
+    rotations would be dropped without a word, so a chunked run refuses them."""
+    from tomoprior.cli import main
+    from tomoprior.errors import ParameterError
+
+    series, g = series48
+    with pytest.raises(ParameterError, match="per_tilt_axis cannot be carried across slabs"):
+        plan_slabs("inr", series, g, chunk=8, learn_pose=True, per_tilt_axis=True)
+    plan_slabs("inr", series, g, chunk=8, learn_pose=False, per_tilt_axis=True)  # nothing learned
+    from tomoprior.run import run
+
+    with pytest.raises(ParameterError, match="per_tilt_axis"):  # in process too
+        run("inr", series, g, chunk=8, learn_pose=True, per_tilt_axis=True)
+    run("inr", series, g, chunk=10**6, learn_pose=True, per_tilt_axis=True)  # one slab: fine
+    out = tmp_path / "v.tif"
+    rc = main(["reconstruct", str(series_tif), "--method", "inr", "--chunk", "8", "-o", str(out),
+               "--param", "learn_pose=true", "--param", "per_tilt_axis=true"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "per_tilt_axis" in err[0] and not out.exists()
+
+
 def test_chunked_run_in_process_learns_the_poses_once(series48):
     from tomoprior.run import run
 

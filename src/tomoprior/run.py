@@ -347,6 +347,10 @@ class Reconstruction(Iterator[Step]):
         self._x0 = x0
         self.preview = False
         self._chunks = _chunks(prepared.volume_shape[1], chunk, overlap)
+        if len(self._chunks) > 1:
+            from .slabs._plan import check_slab_params
+
+            check_slab_params(params)
         self._chunk, self._overlap = chunk, overlap
         #: choices made once for the whole volume of a chunked run (see :mod:`tomoprior.slabs`)
         self.decisions: dict[str, Any] = {}

@@ -359,6 +359,17 @@ class SlabPlan:
 
 
 # -- building a plan -------------------------------------------------------------------------------
+def check_slab_params(params: dict[str, Any]) -> None:
+    """Refuse parameters whose result could not be shared by every slab.
+
+    The poses learned on the central slab are folded into one geometry, which
+    has a single tilt axis: per-tilt rotations would be dropped without a word.
+    """
+    if params.get("learn_pose") and params.get("per_tilt_axis"):
+        raise ParameterError("per_tilt_axis cannot be carried across slabs (the tilt geometry "
+                             "has one axis): run without --chunk, or without per_tilt_axis")
+
+
 def plan_slabs(
     method: str,
     tilt_series: Any,
@@ -392,6 +403,7 @@ def plan_slabs(
 
     m = get_method(method)
     resolved = m.resolve(params)
+    check_slab_params(resolved)
     chunk = _whole("chunk", chunk, 1)
     its = m.default_iterations if iterations is None else _whole("iterations", iterations, 0)
     ov = (0 if m.capabilities.separable else 8) if overlap is None else _whole("overlap", overlap, 0)
