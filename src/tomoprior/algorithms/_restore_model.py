@@ -68,7 +68,7 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
 
 @torch.inference_mode()
 def restore_volume(net: torch.nn.Module, base: torch.Tensor | np.ndarray, scale: float,
-                   batch: int = 32, stop: Callable[[], bool] | None = None) -> torch.Tensor:
+                   batch: int = 8, stop: Callable[[], bool] | None = None) -> torch.Tensor:
     """Apply the network to every y-slice ``(z, x)`` of a canonical volume ``(z, y, x)``."""
     vol = torch.as_tensor(np.asarray(base) if not torch.is_tensor(base) else base)
     p = next(net.parameters())

@@ -103,7 +103,7 @@ def restore(
     start: int = 0,
     base: str = "sirt",
     model: str = "",
-    batch: int = 32,
+    batch: int = 8,
 ) -> Iterator[Step]:
     """Restoration of a base reconstruction by the trained network.
 
@@ -122,7 +122,8 @@ def restore(
     model : str
         Path of a model file; empty for the shipped model.
     batch : int
-        Slices per network call.
+        Slices per network call. On the full needle (256² slices, two CPU threads) 8 is
+        the fastest and peaks 1.07 GB; 32 took 20 % longer and peaked 2.37 GB.
 
     Yields
     ------
