@@ -84,6 +84,13 @@ NOTES = """
 - Each snapshot a consumer keeps costs one output volume; with `every` below the
   iterations the previous step is still referenced (the loop variable,
   `Reconstruction.last`) while the next one is made.
+- Since the first run of this table the system matrix is the package's own
+  (`operators/joseph.py`, float64 crossings stored as float32/int32; ASTRA is
+  optional and no longer imported here), `restore` takes 8 slices per network
+  call instead of 32 (its activations were most of its 2.2 GB), and INR takes its
+  optimiser steps in parts of 2^17 ray samples. Against the run at 12:46 UTC the same
+  day: restore 2232 → 854 MB, INR 656 → 278 MB; WBP 365 → 414 MB and CS-TV 650 →
+  736 MB, the float64 crossings of the native matrix's build (a few tilts at a time).
 - Only SIRT was worked on; the other methods gain from the shared projector,
   driver and `run` alone. At bin 4 the fixed costs (networks, autograd
   buffers, set-up phases) dominate, so those ratios are not comparable with
