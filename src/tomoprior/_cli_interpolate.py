@@ -15,36 +15,16 @@ __all__ = ["add_interpolate_parser", "add_train_parser", "cmd_interpolate", "cmd
 
 
 def cmd_train_interpolate(args: argparse.Namespace) -> int:
-    import torch
-
-    from ._atomic import check_output
-    from .cli import Progress, _emit_json
-    from .device import resolve_device
+    from .cli import train_with_progress, training_output
     from .interpolation.training import InterpTrainConfig, train_interpolate
 
-    out = Path(args.output)
-    check_output(out, allowed=(".pt",), what="model", companions=[out.with_suffix(".json")],
-                 overwrite=args.overwrite or args.resume)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    out = training_output(args)
     cfg = InterpTrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, series=args.series,
                             val_series=args.val_series, seed=args.seed,
                             ssim_weight=args.ssim_weight, validate_every=args.validate_every,
                             until=args.until or 0)
-    bar = Progress(cfg.last_step, "train interpolate")
-
-    def say(msg: str) -> None:
-        bar.finish()
-        print(msg, file=sys.stderr, flush=True)
-
-    card = train_interpolate(out, cfg, resume=args.resume, device=resolve_device(args.device),
-                             progress=say, step_callback=lambda s, loss: bar.update(s, loss))
-    bar.finish()
-    if args.json:
-        _emit_json({"output": str(out), "card": str(out.with_suffix(".json")),
-                    "validation": card["validation"],
-                    "seconds": card["training"]["total_seconds"]})
-    return 0
+    return train_with_progress(args, out, "train interpolate", lambda: cfg.last_step,
+                               train_interpolate, cfg=cfg)
 
 
 def cmd_interpolate(args: argparse.Namespace) -> int:

@@ -13,7 +13,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -579,46 +579,59 @@ def cmd_methods(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def training_output(args: argparse.Namespace) -> Path:
+    """The model file of ``tomoprior train ...``, checked (with its card) before any work;
+    sets ``--threads``."""
     import torch
 
-    from .device import resolve_device
-    from .training import TrainConfig, train_restore
-
-    out = Path(args.output)
     from ._atomic import check_output
 
+    out = Path(args.output)
     check_output(out, allowed=(".pt",), what="model", companions=[out.with_suffix(".json")],
                  overwrite=args.overwrite or args.resume)
     if args.threads is not None:
         if args.threads < 1:
             raise _Exit(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    cfg = TrainConfig(steps=args.steps, epochs=args.epochs, batch=args.batch, patch=args.size, lr=args.lr,
-                      specimens=args.specimens, val_specimens=args.val_specimens, seed=args.seed,
-                      base=args.base, gan_weight=args.gan_weight, gan_start=args.gan_start,
-                      validate_every=args.validate_every)
-    bar = Progress(cfg.steps, "train restore")
-    last = {"loss": None}
+    return out
+
+
+def train_with_progress(args: argparse.Namespace, out: Path, label: str,
+                        total: Callable[[], int], train: Callable[..., dict], **kwargs: Any) -> int:
+    """Run a trainer with a progress bar (``total()`` steps) and its messages on stderr;
+    ``--json`` prints the outputs, the validation table and the seconds."""
+    from .device import resolve_device
+
+    bar = Progress(total(), label)
 
     def on_step(step: int, loss: float) -> None:
-        bar.total = cfg.steps  # with --epochs the steps are known once the data exist
-        last["loss"] = loss
+        bar.total = total()  # with --epochs the steps are known once the data exist
         bar.update(step, loss)
 
     def say(msg: str) -> None:
         bar.finish()
-        print(msg, file=sys.stderr)
+        print(msg, file=sys.stderr, flush=True)
 
-    card = train_restore(out, cfg, resume=args.resume, device=resolve_device(args.device),
-                         cache=args.cache,
-                         progress=say, step_callback=on_step)
+    card = train(out, resume=args.resume, device=resolve_device(args.device), progress=say,
+                 step_callback=on_step, **kwargs)
     bar.finish()
     if args.json:
         _emit_json({"output": str(out), "card": str(out.with_suffix(".json")),
                     "validation": card["validation"],
                     "seconds": card["training"]["total_seconds"]})
     return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .training import TrainConfig, train_restore
+
+    out = training_output(args)
+    cfg = TrainConfig(steps=args.steps, epochs=args.epochs, batch=args.batch, patch=args.size, lr=args.lr,
+                      specimens=args.specimens, val_specimens=args.val_specimens, seed=args.seed,
+                      base=args.base, gan_weight=args.gan_weight, gan_start=args.gan_start,
+                      validate_every=args.validate_every)
+    return train_with_progress(args, out, "train restore", lambda: cfg.steps, train_restore,
+                               cfg=cfg, cache=args.cache)
 
 
 class _MethodNames:
