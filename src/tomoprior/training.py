@@ -201,6 +201,25 @@ def load_checkpoint(ckpt: Path, check: Callable[[dict], None], parts: dict[str, 
     return state
 
 
+def save_checkpoint(ckpt: Path, cfg: Any, step: int, parts: dict[str, Any], log: list[dict],
+                    batch_rng: Any, **extra: Any) -> None:
+    """Write what :func:`load_checkpoint` reads back, atomically: the options, the step,
+    the state of every part (``state_dict``), the log and both random generators."""
+    from ._atomic import replacing
+
+    state = {"config": asdict(cfg) | {"channels": list(cfg.channels)}, "step": step,
+             **{key: part.state_dict() for key, part in parts.items()}, "log": log,
+             "batch_rng": batch_rng, "torch_rng": torch.get_rng_state(), **extra}
+    with replacing(ckpt) as tmp:
+        torch.save(state, tmp)
+
+
+def restore_generators(state: dict, rng: np.random.Generator) -> None:
+    """Put the batch generator ``rng`` and torch's generator where the checkpoint left them."""
+    rng.bit_generator.state = state["batch_rng"]
+    torch.set_rng_state(state["torch_rng"])
+
+
 def _check_resumable(state: dict, cfg: TrainConfig) -> None:
     now = asdict(cfg) | {"channels": list(cfg.channels)}
     # options added after a checkpoint was written count as their defaults
@@ -252,10 +271,9 @@ def train_restore(
     d_opt = torch.optim.Adam(disc.parameters(), lr=cfg.lr * 0.5, betas=(0.5, 0.999))
     log: list[dict] = []
     step = 0
+    parts = {"net": net, "opt": opt, "sched": sched, "disc": disc, "d_opt": d_opt}
     if resume:
-        state = load_checkpoint(ckpt, lambda st: _check_resumable(st, cfg),
-                                {"net": net, "opt": opt, "sched": sched, "disc": disc,
-                                 "d_opt": d_opt})
+        state = load_checkpoint(ckpt, lambda st: _check_resumable(st, cfg), parts)
         step, log = int(state["step"]), list(state["log"])
     folder = None if cache is None else Path(cache)
     train = _specimens(FIRST_SEED + 1_000_000 * cfg.seed, cfg.specimens, cfg, progress, folder)
@@ -265,8 +283,7 @@ def train_restore(
     if cfg.epochs:
         cfg.steps = max(1, math.ceil(cfg.epochs * len(batches.pairs) / cfg.batch))
     if resume:
-        batches.rng.bit_generator.state = state["batch_rng"]
-        torch.set_rng_state(state["torch_rng"])
+        restore_generators(state, batches.rng)
     progress(f"{len(batches.pairs)} training slices from {len(train)} specimens; "
              f"{cfg.steps} steps")
     t_train = time.perf_counter()
@@ -306,12 +323,7 @@ def train_restore(
             progress(f"step {step}: validation SSIM {v['restored_ssim']:.4f} "
                      f"(base {v['base_ssim']:.4f})")
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            torch.save({"config": asdict(cfg) | {"channels": list(cfg.channels)}, "step": step,
-                        "net": net.state_dict(), "opt": opt.state_dict(),
-                        "sched": sched.state_dict(), "disc": disc.state_dict(),
-                        "d_opt": d_opt.state_dict(), "log": log,
-                        "batch_rng": batches.rng.bit_generator.state,
-                        "torch_rng": torch.get_rng_state()}, ckpt)
+            save_checkpoint(ckpt, cfg, step, parts, log, batches.rng.bit_generator.state)
     net.eval()
     card = {
         "name": out.stem,

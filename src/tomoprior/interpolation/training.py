@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from .. import __version__
 from ..errors import ModelError, ParameterError
-from ..training import cosine_schedule, load_checkpoint
+from ..training import cosine_schedule, load_checkpoint, restore_generators, save_checkpoint
 from ._model import save_model
 from ._net import InterpNet
 
@@ -239,9 +239,9 @@ def train_interpolate(
     log: list[dict] = []
     step = 0
     state = None
+    parts = {"net": net, "opt": opt, "sched": sched}
     if resume:
-        state = load_checkpoint(ckpt, lambda st: _check_resumable(st, cfg),
-                                {"net": net, "opt": opt, "sched": sched})
+        state = load_checkpoint(ckpt, lambda st: _check_resumable(st, cfg), parts)
         step, log = int(state["step"]), list(state["log"])
     train_first = FIRST_SEED + 1_000_000 * cfg.seed
     val_first = FIRST_SEED + 1_000_000 * (cfg.seed + 1)
@@ -250,8 +250,7 @@ def train_interpolate(
     valid = _simulate(val_first, cfg.val_series, cfg, progress)
     batches = _Batches(train, cfg)
     if state is not None:
-        batches.rng.bit_generator.state = state["batch_rng"]
-        torch.set_rng_state(state["torch_rng"])
+        restore_generators(state, batches.rng)
     progress(f"{len(train)} training series, {len(valid)} validation series; steps "
              f"{step + 1}-{cfg.last_step} of a {cfg.steps}-step schedule")
     t_train = time.perf_counter()
@@ -288,12 +287,8 @@ def train_interpolate(
                      f"(linear {v['linear_ssim']:.4f}); on the specimen "
                      f"{v['learned_ssim_specimen']:.4f} ({v['linear_ssim_specimen']:.4f})")
         if step % cfg.checkpoint_every == 0 or step == cfg.last_step:
-            torch.save({"config": asdict(cfg) | {"channels": list(cfg.channels)}, "step": step,
-                        "net": net.state_dict(), "opt": opt.state_dict(),
-                        "sched": sched.state_dict(), "log": log,
-                        "batch_rng": batches.rng.bit_generator.state,
-                        "torch_rng": torch.get_rng_state(),
-                        "seconds": round(time.perf_counter() - t_start, 1)}, ckpt)
+            save_checkpoint(ckpt, cfg, step, parts, log, batches.rng.bit_generator.state,
+                            seconds=round(time.perf_counter() - t_start, 1))
     net.eval()
     ranges = TripletRanges(**cfg.ranges)
     card = {
