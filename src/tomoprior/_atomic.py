@@ -26,7 +26,8 @@ from collections.abc import Callable, Iterable, Iterator
 from .errors import FormatError
 
 __all__ = [
-    "check_output", "input_sidecars", "partial_prefix", "remove_stale_partials", "replacing",
+    "check_output", "fresh_partial_prefix", "input_sidecars", "partial_prefix",
+    "remove_stale_partials", "replacing",
     "same_file", "write_bytes", "write_text",
 ]
 
@@ -127,6 +128,13 @@ def partial_prefix(name: str) -> str:
     return f".{name}.partial-{os.getpid()}@{_host()}-"
 
 
+def fresh_partial_prefix(folder: str | os.PathLike, name: str) -> str:
+    """:func:`partial_prefix` of ``name``, after removing the stale temporaries of ``name``
+    in ``folder`` (:func:`remove_stale_partials`): what every write calls before it starts."""
+    remove_stale_partials(folder, name)
+    return partial_prefix(name)
+
+
 def _host() -> str:
     import socket
 
@@ -187,9 +195,8 @@ def replacing(path: str | os.PathLike) -> Iterator[pathlib.Path]:
     format by it) and is removed if the block fails or is interrupted.
     """
     target = pathlib.Path(path)
-    remove_stale_partials(target.parent, target.stem)
-    fd, tmp = tempfile.mkstemp(prefix=partial_prefix(target.stem), suffix=target.suffix,
-                               dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=fresh_partial_prefix(target.parent, target.stem),
+                               suffix=target.suffix, dir=target.parent)
     os.close(fd)
     tmp_path = pathlib.Path(tmp)
     try:

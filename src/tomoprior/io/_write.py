@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .._atomic import partial_prefix, remove_stale_partials, replacing
+from .._atomic import fresh_partial_prefix, replacing
 from ..errors import DataError, FormatError
 from ..geometry import TiltGeometry
 from ._angles import write_angles
@@ -99,8 +99,8 @@ def _computed_once(data: Any, near: pathlib.Path) -> Iterator[Any]:
     if nbytes <= memory_budget() // 4:
         yield data.compute()
         return
-    remove_stale_partials(near.parent, near.name)
-    fd, name = tempfile.mkstemp(prefix=partial_prefix(near.name), suffix=".npy", dir=near.parent)
+    fd, name = tempfile.mkstemp(prefix=fresh_partial_prefix(near.parent, near.name),
+                                suffix=".npy", dir=near.parent)
     os.close(fd)
     try:
         out = np.lib.format.open_memmap(name, mode="w+", dtype=data.dtype, shape=data.shape)

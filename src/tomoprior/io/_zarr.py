@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .._atomic import partial_prefix, remove_stale_partials
+from .._atomic import fresh_partial_prefix
 from ..errors import DataError, FormatError
 from ._model import RawRead
 
@@ -183,9 +183,9 @@ class ZarrVolumeWriter:
         self.overwrite = bool(overwrite)
         check_store_target(self.path, self.overwrite)
         try:
-            remove_stale_partials(self.path.parent, self.path.name)
             self.temporary = pathlib.Path(tempfile.mkdtemp(
-                prefix=partial_prefix(self.path.name), dir=self.path.parent))
+                prefix=fresh_partial_prefix(self.path.parent, self.path.name),
+                dir=self.path.parent))
             group = _zarr().open_group(str(self.temporary), mode="w", **_format2())
             if _v3():
                 group.create_array("0", shape=self.shape, chunks=self.chunks, dtype=self.dtype,
