@@ -27,6 +27,7 @@ class LiveLayer:
         self.updates = 0
         self.auto_contrast = True
         self._contrast_at = -math.inf
+        self._units: tuple | None = None
         self._updating = False
         if layer is not None:
             self._connect(layer)
@@ -84,8 +85,7 @@ class LiveLayer:
                     layer.scale = tuple(scale)
                 if tuple(layer.translate) != tuple(translate):
                     layer.translate = tuple(translate)
-                if units is not None and tuple(str(u) for u in layer.units) != tuple(
-                        str(u) for u in _napari_units(units)):
+                if units is not None and tuple(units) != self._units:
                     layer.units = tuple(units)
                 if metadata is not None and any(  # setting metadata costs an event round
                     k not in layer.metadata or _differs(layer.metadata[k], v)
@@ -101,6 +101,8 @@ class LiveLayer:
                                   full=_data_range(volume))
         finally:
             self._updating = False
+        if units is not None:
+            self._units = tuple(units)  # what the layer has now: no unit lookups per step
         self.updates += 1
         return self.layer
 
@@ -126,13 +128,6 @@ class LiveLayer:
     def rename(self, name: str) -> None:
         if self.alive and self.layer.name != name:
             self.layer.name = name
-
-
-def _napari_units(units: Sequence[str]) -> tuple:
-    """``units`` as napari stores them (pint units), for comparison."""
-    from napari.utils.transforms._units import get_units_from_name
-
-    return tuple(get_units_from_name(u) for u in units)
 
 
 CONTRAST_EVERY_S = 1.0  # the automatic contrast between two shown steps at most this often
