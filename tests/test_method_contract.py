@@ -34,6 +34,7 @@ FAST = {
     "diptv": dict(iterations=4, every=2, warm_start="sirt", warm_iterations=3, lam=0.02,
                   channels="8,16"),
     "inr": dict(iterations=6, every=3, batch_rays=256),
+    "restore_tv": dict(iterations=4, every=2, lam=0.02, base_iterations=3),
 }
 DEFAULT_FAST = dict(iterations=2, every=1)
 NAMES = list(METHODS)

@@ -241,6 +241,59 @@ def test_cli_restore_and_bad_model(tiny_model, adf_series, tmp_path, capsys):
     assert not (tmp_path / "w.tif").exists()
 
 
+def test_restore_tv_streams_base_restore_search_then_fit(tiny_model, adf_series):
+    from tomoprior.run import run
+
+    out, _, _ = tiny_model
+    series, g = adf_series
+    steps = list(run("restore_tv", series, g, model=str(out), base_iterations=20, iterations=20,
+                     every=10, mu=0.01))
+    phases = [s.phase for s in steps]
+    assert phases[:11] == ["base"] * 10 + ["restore"]
+    assert "lambda search" in phases and phases[-2:] == ["iterate", "iterate"]
+    last = steps[-1]
+    assert last.extras["mu"] == 0.01 and last.extras["model"] == "tiny"
+    assert last.extras["prior"] > 0 and last.loss >= last.extras["prior"]
+
+
+def test_restore_tv_spans_cstv_and_the_network(tiny_model, adf_series):
+    """mu=0 is CS-TV started from the network's volume; a huge mu keeps that volume; in
+    between the fit is closer to the data than the network and closer to it than CS-TV."""
+    from tomoprior.run import reconstruct, run
+
+    out, _, _ = tiny_model
+    series, g = adf_series
+    kw = dict(model=str(out), base_iterations=20, lam=0.02, iterations=40)
+    steps = list(run("restore_tv", series, g, mu=100.0, **kw))
+    net = next(s.volume for s in steps if s.phase == "restore")
+    np.testing.assert_allclose(steps[-1].volume, np.clip(net, 0, None), rtol=0,
+                               atol=2e-3 * float(net.max()))
+    free, _ = reconstruct("restore_tv", series, g, mu=0.0, **kw)
+    cs, _ = reconstruct("cstv", series, g, lam=0.02, iterations=40, x0=net)
+    np.testing.assert_allclose(free, cs, rtol=1e-4, atol=1e-4 * float(cs.max()))
+    rec = run("restore_tv", series, g, mu=0.03, **kw)
+    mid = None
+    for mid in rec:
+        pass
+    res = {k: rec.evaluate(v)["reprojection_residual"] for k, v in
+           (("net", net), ("mid", mid.volume), ("free", free))}
+    assert res["free"] <= res["mid"] < res["net"]
+    dist = lambda v: float(np.linalg.norm(v - net))  # noqa: E731
+    assert dist(mid.volume) < dist(free)
+
+
+def test_restore_tv_bad_parameters_and_model(tiny_model, adf_series, tmp_path):
+    from tomoprior.run import run
+
+    series, g = adf_series
+    with pytest.raises(ParameterError, match="mu"):
+        list(run("restore_tv", series, g, mu=float("nan")))
+    bad = tmp_path / "broken.pt"
+    bad.write_bytes(b"\x00" * 64)
+    with pytest.raises(ModelError, match=r"broken\.pt"):
+        next(iter(run("restore_tv", series, g, model=str(bad))))
+
+
 def test_cli_train_writes_model_and_card(tmp_path, capsys):
     from tomoprior.cli import main
 

@@ -82,13 +82,19 @@ def _pdhg(
     nonneg: bool,
     adaptive: bool,
     state: dict | None = None,
+    anchor: torch.Tensor | None = None,
+    mu: float = 0.0,
 ) -> Iterator[tuple[int, torch.Tensor, dict]]:
     """Adaptive Chambolle-Pock iterations; yields ``(k, x, info)`` after each.
 
     ``info["state"]`` (dual variables and step sizes) lets a later call
-    continue exactly where this one stopped.
+    continue exactly where this one stopped. With an ``anchor`` volume the
+    objective gains ``mu ||A||^2 / 2 ||x - anchor||^2`` (a prior the fit is
+    pulled towards; ``mu`` is relative to the projector's squared norm), whose
+    proximal map joins the primal step.
     """
     norm_a = A.norm()
+    pull = float(mu) * norm_a**2 if anchor is not None else 0.0
     s = norm_a / GRAD_NORM  # grad scaled to the projector's norm
     L = norm_a * 2**0.5  # ||[A; s grad]||
     tau = sigma = 0.99 / L
@@ -107,6 +113,8 @@ def _pdhg(
         x_old, atp_old, ax_old, gx_old = x, atp, ax, gx
         # primal step: x <- prox(x - tau K^T [p; q])
         x = x - tau * (atp - s * div3(q))
+        if pull:
+            x = (x + (tau * pull) * anchor) / (1 + tau * pull)
         if nonneg:
             x.clamp_(min=0)
         ax, gx = A(x), grad3(x) * s
