@@ -41,6 +41,7 @@ DEFAULTS = {
     "sirt": {"iterations": 100},
     "cstv": {"iterations": 300, "lam": "auto"},
     "restore": {"iterations": 100},
+    "restore_tv": {"iterations": 300, "lam": "auto"},
     "diptv": {"iterations": 1500, "every": 100},
     "diptv_pretrained": {"method": "diptv", "init": "pretrained", "iterations": 100, "every": 25,
                          "lam": 0.02},

@@ -327,6 +327,33 @@ def test_restore_streams_the_base_then_the_restored_volume(widget, qtbot, notes)
     assert not notes.errors()
 
 
+def test_restore_tv_shows_each_phase_then_the_fit(widget, qtbot, notes):
+    w, viewer = widget, widget.viewer
+    w.method_panel.set_method("restore_tv")
+    page = w.method_panel.page
+    page.iterations.setValue(10)
+    page.every.setValue(5)
+    page.fields["base_iterations"].set(10)
+    page.fields["lam"].set("0.02")
+    texts, phases = [], []
+
+    def seen(ev):
+        phases.append(ev.step.phase)
+        texts.append(w.progress.status.text())
+
+    w.controller.step.connect(seen)
+    w.run_button.click()
+    qtbot.waitUntil(lambda: not w.controller.busy, timeout=60_000)
+    assert w.controller.state.value == "done", w.progress.status.text()
+    assert phases[0] == "preview" and {"base", "restore"} <= set(phases)
+    assert phases[-1] == "iterate"
+    assert any("restoration network" in t for t in texts[1:]), texts
+    (out,) = results(viewer)
+    prov = out.metadata["provenance"]
+    assert prov["method"] == "restore_tv" and prov["result"]["mu"] == 0.01
+    assert not notes.errors()
+
+
 def test_a_broken_model_file_is_one_notification(widget, qtbot, notes, tmp_path):
     w = widget
     bad = tmp_path / "broken.pt"

@@ -120,7 +120,9 @@ class RunProgress(QWidget):
             parts.append(self._label)
         if st is not None and st.chunk is not None:
             parts.append(f"slab {st.chunk[0] + 1}/{st.chunk[1]}")
-        if st is not None and st.phase not in ("iterate", "base", "restore"):
+        # restore's base and network count iterations; restore_tv's are set-up phases
+        counted = st is not None and st.phase in ("base", "restore") and bool(st.total)
+        if st is not None and st.phase != "iterate" and not counted:
             parts.append(phase_text(st))
             f = st.extras.get("phase_fraction")
             spent = self._job_elapsed - getattr(self, "_phase_t0", 0.0)
@@ -156,7 +158,8 @@ def phase_text(step: Step) -> str:
     """``"preview (WBP) while the method sets up"``, ``"λ search 3/7"``, ``"warm start: SIRT"``."""
     if step.phase == "preview":
         return "preview (WBP) while the method sets up"
-    text = step.phase
+    text = {"base": "base reconstruction", "restore": "restoration network"}.get(step.phase,
+                                                                                step.phase)
     c, n = step.extras.get("candidate"), step.extras.get("candidates")
     if step.phase == "lambda search" and c and n:
         text = f"λ search {c}/{n}"
