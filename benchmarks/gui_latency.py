@@ -23,7 +23,7 @@ import platform
 import sys
 import time
 
-METHODS = ("wbp", "sirt", "cstv", "restore", "diptv", "inr")
+METHODS = ("wbp", "sirt", "cstv", "restore", "restore_tv", "diptv", "inr")
 
 
 class StallMeter:

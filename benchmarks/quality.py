@@ -25,6 +25,7 @@ import argparse
 import datetime as dt
 import json
 import platform
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -205,7 +206,7 @@ def main(argv=None) -> int:
 
 
 def _markdown(rows: list[dict], args) -> str:
-    cmd = "python " + " ".join(sys.argv)
+    cmd = "python " + shlex.join(sys.argv)
     lines = [
         "# Reconstruction quality on simulated Pt-on-carbon tilt series",
         "",
