@@ -56,6 +56,14 @@ __all__ = ["DEFAULT_LAM", "cstv", "cstv_objective"]
 DEFAULT_LAM = 0.02
 AUTO_GRID = (0.1, 0.3, 1.0, 3.0, 10.0)  # multiples of DEFAULT_LAM tried by lam="auto"
 LAM_RULES = ("median", "mean square")  # statistic of the held-out residual that lam="auto" minimises
+#: the solver's own parameters, declared once for every method built on :class:`_CSTV`
+SOLVER_PARAMS = (
+    Param("adaptive", "Adaptive steps", "Residual-balancing primal/dual steps", advanced=True),
+    Param("val_fraction", "Validation fraction", "Held-out pixels for lam='auto'",
+          min=0.0, max=0.5, advanced=True),
+    Param("lam_rule", "λ rule", "Statistic of the held-out residual that lam='auto' "
+          "minimises", choices=LAM_RULES, advanced=True),
+)
 
 
 def cstv_objective(A: Projector, x: torch.Tensor, y: torch.Tensor, lam_eff: float,
@@ -153,6 +161,8 @@ def _pdhg(
 class _CSTV(Solver):
     label = "CS-TV"
     hint = "the data may be inconsistent; try a larger lam or fewer iterations"
+    anchor: torch.Tensor | None = None  # a prior's centre (restore_tv); CS-TV has none
+    mu = 0.0
 
     def __init__(self, lam: float | str, nonneg: bool, adaptive: bool, val_fraction: float,
                  lam_rule: str, iterations: int) -> None:
@@ -184,7 +194,8 @@ class _CSTV(Solver):
         self.lam_eff = float(self.lam) * self.p.A.n_tilts
         self.x, self.info = x, {}
         self._it = _pdhg(self.p.A, self.yn, x, self.lam_eff, self.iterations, self.p.mask,
-                         self.nonneg, self.adaptive, solver_state)
+                         self.nonneg, self.adaptive, solver_state, anchor=self.anchor,
+                         mu=self.mu)
 
     def update(self, k: int) -> float | None:
         _, self.x, self.info = next(self._it)
@@ -260,11 +271,7 @@ class _CSTV(Solver):
         Param("lam", "TV weight λ", "Relative TV weight, or 'auto': chosen from a grid by the "
               "error on held-out pixels", min=0.0, max=100.0, log=True, allow_auto=True),
         Param("nonneg", "Non-negative", "Constrain densities to >= 0"),
-        Param("adaptive", "Adaptive steps", "Residual-balancing primal/dual steps", advanced=True),
-        Param("val_fraction", "Validation fraction", "Held-out pixels for lam='auto'",
-              min=0.0, max=0.5, advanced=True),
-        Param("lam_rule", "λ rule", "Statistic of the held-out residual that lam='auto' "
-              "minimises", choices=LAM_RULES, advanced=True),
+        *SOLVER_PARAMS,
     ),
     citation="Sidky, Jorgensen & Pan, Phys. Med. Biol. 57 (2012) 3065; "
     "Chambolle & Pock, J. Math. Imaging Vis. 40 (2011) 120",

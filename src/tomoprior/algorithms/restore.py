@@ -35,7 +35,15 @@ from ._declare import Param, method
 from ._driver import Problem, Report, Solver, iterate
 from ._restore_model import RestoreModel, load_model, restore_volume
 
-__all__ = ["restore"]
+__all__ = ["MODEL_PARAMS", "restore"]
+
+#: the restoration network's parameters, declared once for every method that runs it
+MODEL_PARAMS = (
+    Param("model", "Model file", "A model from `tomoprior train restore` (empty: the "
+          "shipped one)", advanced=True),
+    Param("batch", "Slices per batch", "Slices the network takes at once", min=1, max=4096,
+          advanced=True),
+)
 
 
 class _Restore(Solver):
@@ -85,10 +93,7 @@ class _Restore(Solver):
     "slice by slice; fast, but a prediction, not a fit to the data.",
     params=(
         Param("base", "Base", "Reconstruction the network restores", choices=("sirt", "wbp")),
-        Param("model", "Model file", "A model from `tomoprior train restore` (empty: the "
-              "shipped one)", advanced=True),
-        Param("batch", "Slices per batch", "Slices the network takes at once", min=1, max=4096,
-              advanced=True),
+        *MODEL_PARAMS,
     ),
     separable=False,
     citation="Zhou et al., DLMIA 2018 (UNet++); Wang, Ding, Liu, Xin, Adv. Intell. Syst. 2020 "

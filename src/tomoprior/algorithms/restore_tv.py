@@ -43,7 +43,8 @@ from ._common import estimate_scale, robust_scale, snapshot
 from ._declare import Param, method
 from ._driver import Problem, Report, iterate
 from ._restore_model import RestoreModel, load_model, restore_volume
-from .cstv import _CSTV, LAM_RULES, _pdhg
+from .cstv import _CSTV, SOLVER_PARAMS
+from .restore import MODEL_PARAMS
 
 __all__ = ["DEFAULT_MU", "restore_tv"]
 
@@ -91,12 +92,6 @@ class _RestoreTV(_CSTV):
         self.anchor = state["anchor"].to(device=p.device, dtype=p.A.dtype)
         super().restore(p, state, start)
 
-    def _start(self, x: torch.Tensor, solver_state: dict | None) -> None:
-        self.lam_eff = float(self.lam) * self.p.A.n_tilts
-        self.x, self.info = x, {}
-        self._it = _pdhg(self.p.A, self.yn, x, self.lam_eff, self.iterations, self.p.mask,
-                         self.nonneg, self.adaptive, solver_state, anchor=self.anchor, mu=self.mu)
-
     def report(self, iteration: int, last: bool) -> Report:
         r = super().report(iteration, last)
         if r.loss is not None:  # the prior's share of the objective, in CS-TV's units
@@ -124,16 +119,9 @@ class _RestoreTV(_CSTV):
         Param("base_iterations", "Base iterations", "Iterations of the SIRT the network "
               "restores (the shipped model was trained on 100)", min=1, max=10000,
               advanced=True),
-        Param("model", "Model file", "A model from `tomoprior train restore` (empty: the "
-              "shipped one)", advanced=True),
-        Param("batch", "Slices per batch", "Slices the network takes at once", min=1, max=4096,
-              advanced=True),
+        *MODEL_PARAMS,
         Param("nonneg", "Non-negative", "Constrain densities to >= 0", advanced=True),
-        Param("adaptive", "Adaptive steps", "Residual-balancing primal/dual steps", advanced=True),
-        Param("val_fraction", "Validation fraction", "Held-out pixels for lam='auto'",
-              min=0.0, max=0.5, advanced=True),
-        Param("lam_rule", "λ rule", "Statistic of the held-out residual that lam='auto' "
-              "minimises", choices=LAM_RULES, advanced=True),
+        *SOLVER_PARAMS,
     ),
     citation="Kelly, Matthews, Anastasio, arXiv:1709.00584 (2017); Zhou et al., DLMIA 2018 "
     "(UNet++); Chambolle & Pock, J. Math. Imaging Vis. 40 (2011) 120",
