@@ -201,6 +201,65 @@ def test_controller_evaluation_error_keeps_the_volume(qtbot):
     assert fin.error == "reference has another shape" and fin.rec.last.iteration == 3
 
 
+linux_only = pytest.mark.skipif(not __import__("sys").platform.startswith("linux"),
+                                reason="per-thread nice values are Linux's")
+
+
+def _nice() -> int:
+    import os
+    import threading
+
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+
+@linux_only
+def test_workers_run_below_the_event_loop(qtbot):
+    """Runs and tasks lower their own thread (and torch's team it starts), never the GUI's."""
+    from tomoprior._priority import BACKGROUND_NICE
+    from tomoprior._qt.controller import Job, RunController, TaskRunner
+
+    seen = {}
+
+    def make():
+        seen["run"] = _nice()
+        return _Rec(2)
+
+    gui = _nice()
+    _run(qtbot, RunController(), [Job("a", make)])
+    runner = TaskRunner()
+    runner.start(lambda progress: seen.setdefault("task", _nice()))
+    qtbot.waitUntil(lambda: not runner.busy, timeout=20_000)
+    assert seen["run"] >= BACKGROUND_NICE and seen["task"] >= BACKGROUND_NICE
+    assert _nice() == gui < BACKGROUND_NICE
+
+
+@linux_only
+def test_lower_thread_priority_reaches_threads_started_after_it():
+    import threading
+
+    from tomoprior._priority import lower_thread_priority
+
+    out = {}
+
+    def child():
+        out["child"] = _nice()
+
+    def work():
+        out["before"] = _nice()
+        out["ok"] = lower_thread_priority(7)
+        out["after"] = _nice()
+        out["again"] = lower_thread_priority(3)  # never raises a priority back
+        t = threading.Thread(target=child)
+        t.start()
+        t.join()
+
+    t = threading.Thread(target=work)
+    t.start()
+    t.join()
+    assert out["ok"] and out["again"]
+    assert out["after"] == max(7, out["before"]) == out["child"]
+
+
 def test_messages():
     from tomoprior._qt.messages import user_message
     from tomoprior._qt.progress import format_seconds
@@ -320,3 +379,4 @@ def test_live_layer_contrast_follows_at_most_once_a_second_and_yields_to_the_use
     layer.contrast_limits = (0.0, 1.0)  # the user's choice is kept from now on
     live.show(vol * 50, **show, final=True)
     assert tuple(layer.contrast_limits) == (0.0, 1.0)
+

@@ -30,6 +30,7 @@ from typing import Any
 
 from qtpy.QtCore import QObject, QTimer, Signal
 
+from .._priority import lower_thread_priority
 from ..cancel import StopRequested, stop_when
 from ..step import Step
 from .messages import user_message
@@ -64,6 +65,7 @@ def warm_up_torch() -> None:
     _warmed.set()
 
     def work() -> None:
+        lower_thread_priority()
         import torch
 
         torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))])
@@ -229,6 +231,7 @@ class RunController(QObject):
     # -- worker side ----------------------------------------------------------------
     @staticmethod
     def _work(jobs: list[Job], stop: threading.Event) -> Iterator[Any]:
+        lower_thread_priority()  # the canvas draws first when both want a core
         for i, job in enumerate(jobs):
             if stop.is_set():
                 return
@@ -370,6 +373,7 @@ class TaskRunner(QObject):
             relay.emit(str(msg))
 
         def work() -> TaskOutcome:
+            lower_thread_priority()
             try:
                 with stop_when(cancel):
                     result = fn(progress)
