@@ -380,3 +380,20 @@ def test_live_layer_contrast_follows_at_most_once_a_second_and_yields_to_the_use
     live.show(vol * 50, **show, final=True)
     assert tuple(layer.contrast_limits) == (0.0, 1.0)
 
+
+def test_live_layer_final_picture_of_the_last_step_is_not_drawn_twice(make_napari_viewer):
+    from tomoprior._qt.live_layer import LiveLayer
+
+    viewer = make_napari_viewer()
+    live = LiveLayer(viewer)
+    vol = np.random.default_rng(1).random((4, 16, 16), dtype=np.float32)
+    layer = live.show(vol, name="r running", scale=(1.0,) * 3)
+    updates, contrasts = [], []
+    layer.events.data.connect(updates.append)
+    layer.events.contrast_limits.connect(contrasts.append)
+    live.show(vol, name="r done", scale=(1.0,) * 3, metadata={"run_state": "finished"},
+              final=True)
+    assert updates == [] and contrasts == [] and layer.name == "r done"
+    assert layer.metadata["run_state"] == "finished"
+    live.show(vol.copy(), name="r done", scale=(1.0,) * 3)  # a new array is always shown
+    assert len(updates) == 1
