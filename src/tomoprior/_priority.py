@@ -12,6 +12,11 @@ Linux keeps a nice value per thread, inherited by the threads a thread
 starts (torch's OpenMP team for that thread among them), so lowering the
 worker thread at the start of its job lowers its whole computation. Other
 systems have no per-thread nice value through ``os``: there nothing changes.
+
+Without privileges a thread cannot raise its priority again, so a pool thread
+stays lowered after the job: other work that napari's thread pool later runs
+on it (another plugin's background task) runs at nice 10 as well, which only
+matters when the CPU is contested.
 """
 
 from __future__ import annotations
