@@ -154,6 +154,37 @@ def test_controller_throttles_and_always_shows_the_last_step(qtbot):
     assert c.state == RunState.STOPPED
 
 
+
+def test_controller_lets_the_first_picture_of_each_job_be_drawn_before_going_on(qtbot):
+    """The worker waits after a job's first step until the main thread has shown it."""
+    from tomoprior._qt.controller import Job, RunController
+
+    received, seen_at_step2 = [], []
+
+    class _Watched(_Rec):
+        def __next__(self):
+            if self.i == 1:  # computing step 2: has the main thread had step 1?
+                seen_at_step2.append(len(received))
+            return super().__next__()
+
+    c = RunController(interval_ms=0)
+    c.step.connect(received.append)
+    _run(qtbot, c, [Job("a", lambda: _Watched(3)), Job("b", lambda: _Watched(3))])
+    assert seen_at_step2 == [1, 4]  # job a's first step; job b's first (after a's three)
+
+
+def test_hold_returns_on_stop_or_when_drawn():
+    import threading
+
+    from tomoprior._qt.controller import _hold
+
+    drawn, stop = threading.Event(), threading.Event()
+    stop.set()
+    _hold(drawn, stop, limit=600.0)  # would wait ten minutes without the stop check
+    drawn.set()
+    _hold(drawn, threading.Event(), limit=600.0)
+
+
 class _Phased(_Rec):
     """Steps in phases: 20 of "base", then 20 of "fit"."""
 
