@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from qtpy.QtCore import Qt
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtGui import QImage, QPixmap
 from qtpy.QtWidgets import QCheckBox, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
@@ -75,7 +75,12 @@ class OrthoViews(QWidget):
         v.mouse_drag_callbacks.append(self._on_click)
         v.mouse_move_callbacks.append(self._on_move)
         lay.insertWidget(1, QLabel("Click, or hold Shift and move the mouse, to cut elsewhere"))
-        self.refresh()
+        # the dock's first layout resizes it several times: draw once, in a later turn
+        self._later = QTimer(self)
+        self._later.setSingleShot(True)
+        self._later.setInterval(0)
+        self._later.timeout.connect(self.refresh)
+        self._later.start()
 
     def layer(self) -> Any:
         """The layer shown: the active one if it is a 3D grey image."""
@@ -119,4 +124,4 @@ class OrthoViews(QWidget):
 
     def resizeEvent(self, event: Any) -> None:
         super().resizeEvent(event)
-        self.refresh()
+        self._later.start()  # one redraw for a burst of resizes (a dock being dragged)
