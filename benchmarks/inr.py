@@ -19,7 +19,7 @@ same series is reconstructed
   ``benchmarks/_quantem_inr.py`` in the benchmark's own venv for
   ``--epochs`` epochs of 26 × 32 × 32 = 26 624 rays, the volume saved after
   every epoch (not timed);
-- by this project's INR, ``tomoprior.run.run("inr", series, geometry,
+- by this project's INR, ``tomoprior.run("inr", series, geometry,
   iterations=..., field=...)``: the default ``grid`` field (multiresolution
   feature grid) with the method's defaults for ``--iterations`` (2000), and
   ``siren`` (3 × 128) with ``lr=1e-3`` (the method's default 1e-2 is tuned
@@ -144,8 +144,9 @@ class Scorer:
     """SSIM (masked, fitted) and the scale-fitted relative data residual of volumes (z, y, x)."""
 
     def __init__(self, series, geometry, truth, mask):
+        from tomoprior.engine import prepare
+
         from tomoprior.operators import make_projector
-        from tomoprior.run import prepare
 
         self.prep = prepare(series, geometry)
         z, y, u = self.prep.volume_shape
@@ -250,7 +251,7 @@ def run_quantem(py: Path, series: np.ndarray, angles: np.ndarray, epochs: int, t
 def run_ours(series, geometry, params: dict, iterations: int, every: int, seed: int,
              scorer: Scorer | None, label: str) -> dict:
     """Run the INR; a curve of (seconds, iteration, rays, score) at every yielded step."""
-    from tomoprior.run import run
+    from tomoprior.engine import run
 
     rec = run("inr", series, geometry, iterations=iterations, every=every, device="cpu", seed=seed,
               **params)
@@ -585,7 +586,7 @@ this project's (z, y, x) for a horizontal tilt axis (the best of the 48 permutat
 correlation with the truth; the benchmark searches them again on every run and reports the
 winner).
 
-**This project** runs `tomoprior.run.run("inr", series, geometry, iterations=..., every=...,
+**This project** runs `tomoprior.run("inr", series, geometry, iterations=..., every=...,
 device="cpu", seed=..., field=...)` with the method's defaults unless a parameter is listed
 (grid field: 4096 rays a step, lr 1e-2 decayed 10× over the run, samples a ray growing from
 half to one per voxel along the longest ray, 5 % of the pixels held out). `rays/s` divides the

@@ -157,7 +157,7 @@ VOLUME_METHODS = {"sirt": {"iterations": 100}, "cstv": {"iterations": 300}}
 def needle_volumes(data, geom, filled, keeps, log,
                    methods=("sirt", "cstv")) -> tuple[list[dict], dict]:
     """Rows per (method, kept, input), and per method its reference volume's settings."""
-    from tomoprior.run import run
+    from tomoprior.engine import run
 
     out, refs = [], {}
     for recon in methods:

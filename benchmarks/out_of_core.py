@@ -78,13 +78,14 @@ def run_one(series: Path, out: Path, iterations: int, chunk: int, limit: int) ->
 
 def check_last_slab(series: Path, out: Path, iterations: int, chunk: int) -> float:
     """Relative difference of the store's last slab and SIRT of that slab in memory."""
+    from tomoprior.engine import run_to_end
+
     from tomoprior import io
-    from tomoprior.run import reconstruct
 
     f = io.read(str(series))
     depth = f.data.shape[2]
     start = (depth - 1) // chunk * chunk
-    vol, _ = reconstruct("sirt", f.data, f.geometry, iterations=iterations, device="cpu",
+    vol, _ = run_to_end("sirt", f.data, f.geometry, iterations=iterations, device="cpu",
                          slices=f"{start}:{depth}")
     stored = np.asarray(io.read(str(out)).data[:, :, start:depth])
     return float(np.linalg.norm(stored - vol) / np.linalg.norm(vol))

@@ -20,7 +20,7 @@ y-slice is the same 2D problem, so the work is linear in the slice count
 within 5 %).
 
 Part 2, SIRT on the needle (``needle_haadf.tif``, binned 2x2 to (77, 128,
-128), all 128 slices, no alignment): ``tomoprior.run.reconstruct("sirt",
+128), all 128 slices, no alignment): ``tomoprior.engine.run_to_end("sirt",
 ..., bin=2)`` against etspy 1.3.0's CPU SIRT (ASTRA 2D ``SIRT`` with the
 ``strip`` projector, one dask task per slice, ``ncores=2``), both with
 non-negativity, in the same run one after the other. etspy runs in its own
@@ -345,10 +345,11 @@ def strip_residual(vol_c: np.ndarray, series_c: np.ndarray, angles: np.ndarray) 
 
 
 def sirt_benchmark(args, data: Path) -> dict:
+    from tomoprior.engine import prepare, run_to_end
+
     from tomoprior import io
     from tomoprior.metrics import reprojection_residual
     from tomoprior.operators import make_projector
-    from tomoprior.run import prepare, reconstruct
     from tomoprior.transforms import volume_to_canonical
 
     f = io.read(str(data))
@@ -359,11 +360,11 @@ def sirt_benchmark(args, data: Path) -> dict:
     log(f"SIRT, this project: {its} iterations, bin {b}, device {args.device}")
     clear_sparse_cache()  # the system-matrix build counts
     t0 = time.perf_counter()
-    vol, prov = reconstruct("sirt", series, geom, iterations=its, bin=b, device=args.device)
+    vol, prov = run_to_end("sirt", series, geom, iterations=its, bin=b, device=args.device)
     res["tp_seconds"] = time.perf_counter() - t0
     res["tp_run_seconds"] = prov["seconds"]
     res["tp_shape"] = list(vol.shape)
-    res["tp_call"] = f'tomoprior.run.reconstruct("sirt", series, geometry, iterations={its}, bin={b})'
+    res["tp_call"] = f'tomoprior.engine.run_to_end("sirt", series, geometry, iterations={its}, bin={b})'
     log(f"  {res['tp_seconds']:.2f} s, volume {vol.shape}")
 
     prep = prepare(series, geom, bin=b)

@@ -32,10 +32,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tomoprior.engine import run
 
 from tomoprior import __version__, metrics
 from tomoprior.phantoms import make_phantom, simulate
-from tomoprior.run import run
 
 DEFAULTS = {
     "wbp": {},

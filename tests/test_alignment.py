@@ -255,7 +255,7 @@ def test_bad_input_raises_clear_errors(misaligned):
 @pytest.mark.skipif(not os.path.exists(NEEDLE), reason="needle data not available")
 def test_needle_alignment_sharpens_the_reconstruction():
     from tomoprior import io
-    from tomoprior.run import reconstruct
+    from tomoprior.engine import run_to_end
 
     f = io.read(NEEDLE)
     data, geom = bin_images(f.load(), 4), f.geometry.binned(4)  # 64 px
@@ -265,7 +265,7 @@ def test_needle_alignment_sharpens_the_reconstruction():
     assert np.abs(found.shifts).max() > 3.0  # drifts of several (binned) pixels
 
     def quality(series, g):
-        vol, _ = reconstruct("sirt", series, g, iterations=30, device="cpu")
+        vol, _ = run_to_end("sirt", series, g, iterations=30, device="cpu")
         from tomoprior.metrics import reprojection_residual
         from tomoprior.operators import make_projector
         from tomoprior.transforms import volume_to_canonical

@@ -58,7 +58,7 @@ def test_scopes_belong_to_their_thread():
     ("sirt", {}),
 ])
 def test_stop_after_the_preview_ends_before_the_next_picture(blobs, method, params):
-    from tomoprior.run import run
+    from tomoprior.engine import run
 
     series, geom = blobs
     ev = threading.Event()
@@ -73,7 +73,7 @@ def test_stop_after_the_preview_ends_before_the_next_picture(blobs, method, para
 
 
 def test_preview_is_opt_in_and_absent_for_wbp(blobs):
-    from tomoprior.run import run
+    from tomoprior.engine import run
 
     series, geom = blobs
     assert next(run("sirt", series, geom, iterations=2)).phase == "iterate"
@@ -83,7 +83,7 @@ def test_preview_is_opt_in_and_absent_for_wbp(blobs):
 
 
 def test_lambda_search_streams_pictures_within_each_candidate(blobs):
-    from tomoprior.run import run
+    from tomoprior.engine import run
 
     series, geom = blobs
     steps = [s for s in run("cstv", series, geom, iterations=40, every=40, lam="auto")
@@ -127,7 +127,7 @@ def _no_jitter(monkeypatch):
 
 def test_an_inr_step_in_parts_is_the_same_step(blobs, monkeypatch):
     from tomoprior.algorithms import inr
-    from tomoprior.run import run
+    from tomoprior.engine import run
 
     series, geom = blobs
     _no_jitter(monkeypatch)
@@ -143,7 +143,7 @@ def test_an_inr_step_in_parts_is_the_same_step(blobs, monkeypatch):
 
 def test_stop_inside_an_inr_step_waits_for_one_part_only(blobs, monkeypatch):
     from tomoprior.algorithms import inr
-    from tomoprior.run import run
+    from tomoprior.engine import run
 
     series, geom = blobs
     calls = _no_jitter(monkeypatch)

@@ -220,7 +220,7 @@ def test_diverged_run_exits_2_with_one_line(monkeypatch, series_file, tmp_path, 
 
 def test_bug_is_not_disguised_as_user_error(monkeypatch, series_file, tmp_path):
     """Only errors a user can cause become one line; a bug keeps its traceback."""
-    import tomoprior.run as run_module
+    import tomoprior.engine as run_module
 
     def broken(*args, **kwargs):
         raise KeyError("internal")
@@ -305,7 +305,7 @@ def test_existing_outputs_need_overwrite(series_file, tmp_path, capsys):
 @pytest.mark.parametrize("where", ["missing_folder", "bad_extension", "folder_itself"])
 def test_output_is_checked_before_any_computation(series_file, tmp_path, capsys, monkeypatch,
                                                   where):
-    import tomoprior.run as run_module
+    import tomoprior.engine as run_module
 
     path, _, _ = series_file
     out = {"missing_folder": tmp_path / "nope" / "v.tif", "bad_extension": tmp_path / "v.png",

@@ -22,9 +22,9 @@ import pytest
 from hostile_files import make_hostile
 from tomoprior import io
 from tomoprior.cli import main
+from tomoprior.engine import memory_estimate, prepare, run
 from tomoprior.errors import FormatError, GeometryError, MemoryBudgetError, TomopriorError
 from tomoprior.geometry import TiltGeometry
-from tomoprior.run import memory_estimate, prepare, run
 
 HERE = pathlib.Path(__file__).parent
 

@@ -109,7 +109,7 @@ _WITHOUT_ASTRA = textwrap.dedent("""
     from tomoprior.algorithms import METHODS
     from tomoprior.cli import main
     from tomoprior.geometry import TiltGeometry
-    from tomoprior.run import reconstruct
+    from tomoprior.engine import run_to_end
 
     rng = np.random.default_rng(0)
     angles = np.arange(-60.0, 61.0, 15.0)
@@ -119,7 +119,7 @@ _WITHOUT_ASTRA = textwrap.dedent("""
             "restore": {"iterations": 3}, "diptv": {"iterations": 2},
             "inr": {"iterations": 2}}
     for name in METHODS:
-        vol, prov = reconstruct(name, series, g, device="cpu", **fast.get(name, {"iterations": 2}))
+        vol, prov = run_to_end(name, series, g, device="cpu", **fast.get(name, {"iterations": 2}))
         assert np.isfinite(vol).all(), name
         print("ran", name, vol.shape)
     out = sys.argv[1]

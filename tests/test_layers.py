@@ -34,24 +34,24 @@ def _modules(sub: str) -> list[Path]:
 
 # (layer, layers it must not import)
 RULES = [
-    ("algorithms", ("tomoprior.alignment", "tomoprior._napari", "tomoprior._qt", "tomoprior.run",
+    ("algorithms", ("tomoprior.alignment", "tomoprior._napari", "tomoprior._qt", "tomoprior.engine",
                     "tomoprior.cli", "tomoprior.io", "tomoprior.phantoms")),
     ("frames", ("tomoprior.algorithms", "tomoprior.alignment", "tomoprior._napari", "tomoprior._qt")),
     ("registration", ("tomoprior.algorithms", "tomoprior.alignment", "tomoprior._napari",
                       "tomoprior._qt")),
-    ("operators", ("tomoprior.algorithms", "tomoprior.alignment", "tomoprior.run",
+    ("operators", ("tomoprior.algorithms", "tomoprior.alignment", "tomoprior.engine",
                    "tomoprior._napari", "tomoprior._qt")),
-    ("alignment", ("tomoprior._napari", "tomoprior._qt", "tomoprior.run", "tomoprior.cli")),
-    ("phantoms", ("tomoprior.run", "tomoprior.alignment", "tomoprior._napari", "tomoprior._qt",
+    ("alignment", ("tomoprior._napari", "tomoprior._qt", "tomoprior.engine", "tomoprior.cli")),
+    ("phantoms", ("tomoprior.engine", "tomoprior.alignment", "tomoprior._napari", "tomoprior._qt",
                   "tomoprior.training", "tomoprior.cli")),
     ("training", ("tomoprior._napari", "tomoprior._qt", "tomoprior.cli")),
     ("interpolation", ("tomoprior._napari", "tomoprior._qt", "tomoprior.cli",
                        "tomoprior._cli_interpolate")),
-    ("projections", ("tomoprior.algorithms", "tomoprior.alignment", "tomoprior.run",
+    ("projections", ("tomoprior.algorithms", "tomoprior.alignment", "tomoprior.engine",
                      "tomoprior.phantoms", "tomoprior.interpolation", "tomoprior._napari",
                      "tomoprior._qt")),
     ("_napari", ("tomoprior._qt",)),
-    ("cancel", ("tomoprior.algorithms", "tomoprior.alignment", "tomoprior.run", "tomoprior.io",
+    ("cancel", ("tomoprior.algorithms", "tomoprior.alignment", "tomoprior.engine", "tomoprior.io",
                 "tomoprior._napari", "tomoprior._qt", "tomoprior.cli")),
 ]
 

@@ -14,6 +14,7 @@ import torch
 from tomoprior.algorithms import METHODS, get_method
 from tomoprior.algorithms import _driver as driver
 from tomoprior.algorithms._declare import RUN_KEYWORDS
+from tomoprior.engine import run
 from tomoprior.errors import (
     DataError,
     DivergedError,
@@ -22,7 +23,6 @@ from tomoprior.errors import (
     TomopriorError,
 )
 from tomoprior.operators import make_projector
-from tomoprior.run import run
 from tomoprior.step import SCALAR_TYPES, ResumeState
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -257,7 +257,7 @@ def test_worker_errors_are_one_line_notifications(widget, qtbot, notes, monkeypa
         def close(self):
             pass
 
-    monkeypatch.setattr("tomoprior.run.run", lambda *a, **k: OutOfMemory())
+    monkeypatch.setattr("tomoprior.engine.run", lambda *a, **k: OutOfMemory())
     w = widget
     w.run_button.click()
     qtbot.waitUntil(lambda: not w.controller.busy, timeout=10_000)

@@ -169,7 +169,7 @@ def adf_series():
 
 
 def test_restore_streams_base_then_restored(tiny_model, adf_series):
-    from tomoprior.run import run
+    from tomoprior.engine import run
 
     out, _, _ = tiny_model
     series, g = adf_series
@@ -182,17 +182,17 @@ def test_restore_streams_base_then_restored(tiny_model, adf_series):
 
 
 def test_restore_is_independent_of_the_data_scale(tiny_model, adf_series):
-    from tomoprior.run import reconstruct
+    from tomoprior.engine import run_to_end
 
     out, _, _ = tiny_model
     series, g = adf_series
-    a, _ = reconstruct("restore", series, g, model=str(out), iterations=10)
-    b, _ = reconstruct("restore", series * 250.0, g, model=str(out), iterations=10)
+    a, _ = run_to_end("restore", series, g, model=str(out), iterations=10)
+    b, _ = run_to_end("restore", series * 250.0, g, model=str(out), iterations=10)
     np.testing.assert_allclose(b / 250.0, a, rtol=2e-3, atol=2e-4 * float(np.abs(a).max()))
 
 
 def test_restore_wbp_base(tiny_model, adf_series):
-    from tomoprior.run import run
+    from tomoprior.engine import run
 
     out, _, _ = tiny_model
     series, g = adf_series
@@ -201,13 +201,13 @@ def test_restore_wbp_base(tiny_model, adf_series):
 
 
 def test_diptv_pretrained_starts_at_restore_and_fits_the_data(tiny_model, adf_series):
-    from tomoprior.run import reconstruct, run
+    from tomoprior.engine import run, run_to_end
 
     out, _, _ = tiny_model
     series, g = adf_series
-    restored, _ = reconstruct("restore", series, g, model=str(out), iterations=20)
+    restored, _ = run_to_end("restore", series, g, model=str(out), iterations=20)
     # lr 0: the network does not move, so DIP-TV returns restore's volume
-    still, _ = reconstruct("diptv", series, g, model=str(out), init="pretrained", lr=0.0,
+    still, _ = run_to_end("diptv", series, g, model=str(out), init="pretrained", lr=0.0,
                            iterations=1, lam=0.0, val_fraction=0.0)
     np.testing.assert_allclose(still, restored, rtol=1e-4, atol=1e-4 * float(restored.max()))
     rec = run("diptv", series, g, model=str(out), init="pretrained", lr=1e-3, iterations=30,
@@ -242,7 +242,7 @@ def test_cli_restore_and_bad_model(tiny_model, adf_series, tmp_path, capsys):
 
 
 def test_restore_tv_streams_base_restore_search_then_fit(tiny_model, adf_series):
-    from tomoprior.run import run
+    from tomoprior.engine import run
 
     out, _, _ = tiny_model
     series, g = adf_series
@@ -259,7 +259,7 @@ def test_restore_tv_streams_base_restore_search_then_fit(tiny_model, adf_series)
 def test_restore_tv_spans_cstv_and_the_network(tiny_model, adf_series):
     """mu=0 is CS-TV started from the network's volume; a huge mu keeps that volume; in
     between the fit is closer to the data than the network and closer to it than CS-TV."""
-    from tomoprior.run import reconstruct, run
+    from tomoprior.engine import run, run_to_end
 
     out, _, _ = tiny_model
     series, g = adf_series
@@ -268,8 +268,8 @@ def test_restore_tv_spans_cstv_and_the_network(tiny_model, adf_series):
     net = next(s.volume for s in steps if s.phase == "restore")
     np.testing.assert_allclose(steps[-1].volume, np.clip(net, 0, None), rtol=0,
                                atol=2e-3 * float(net.max()))
-    free, _ = reconstruct("restore_tv", series, g, mu=0.0, **kw)
-    cs, _ = reconstruct("cstv", series, g, lam=0.02, iterations=40, x0=net)
+    free, _ = run_to_end("restore_tv", series, g, mu=0.0, **kw)
+    cs, _ = run_to_end("cstv", series, g, lam=0.02, iterations=40, x0=net)
     np.testing.assert_allclose(free, cs, rtol=1e-4, atol=1e-4 * float(cs.max()))
     rec = run("restore_tv", series, g, mu=0.03, **kw)
     mid = None
@@ -283,7 +283,7 @@ def test_restore_tv_spans_cstv_and_the_network(tiny_model, adf_series):
 
 
 def test_restore_tv_bad_parameters_and_model(tiny_model, adf_series, tmp_path):
-    from tomoprior.run import run
+    from tomoprior.engine import run
 
     series, g = adf_series
     with pytest.raises(ParameterError, match="mu"):

@@ -1,11 +1,11 @@
-"""tomoprior.run: data preparation, orientation, slabs, chunks, provenance."""
+"""tomoprior.engine: data preparation, orientation, slabs, chunks, provenance."""
 
 import dask.array as da
 import numpy as np
 import pytest
 
+from tomoprior.engine import prepare, reconstruct_dask, run, run_to_end
 from tomoprior.errors import DataError, GeometryError, MethodUnavailable
-from tomoprior.run import prepare, reconstruct, reconstruct_dask, run
 
 
 def test_run_streams_steps_in_input_frame(small_series):
@@ -26,9 +26,9 @@ def test_run_streams_steps_in_input_frame(small_series):
 def test_turning_the_images_turns_the_volume(small_series):
     """The same experiment recorded with the camera turned by 90° gives the same volume, turned."""
     series, g, _ = small_series
-    h = reconstruct("sirt", series, g, iterations=20)[0]
+    h = run_to_end("sirt", series, g, iterations=20)[0]
     turned = np.ascontiguousarray(np.rot90(series, -1, axes=(1, 2)))  # content +90°: axis 0° -> 90°
-    v = reconstruct("sirt", turned, g.replace(tilt_axis="vertical"), iterations=20)[0]
+    v = run_to_end("sirt", turned, g.replace(tilt_axis="vertical"), iterations=20)[0]
     np.testing.assert_allclose(v, np.rot90(h, -1, axes=(1, 2)), rtol=1e-4, atol=1e-4)
 
 
@@ -45,7 +45,7 @@ def test_tilt_selection_and_binning(small_series):
 
 def test_slab_matches_full_volume_and_knows_its_place(small_series):
     series, g, _ = small_series
-    full = reconstruct("sirt", series, g, iterations=10)[0]
+    full = run_to_end("sirt", series, g, iterations=10)[0]
     rec = run("sirt", series, g, iterations=10, slices="8:20")
     slab = list(rec)[-1].volume
     # horizontal axis: slices along the axis are columns (x)
@@ -57,7 +57,7 @@ def test_slab_matches_full_volume_and_knows_its_place(small_series):
 
 def test_chunks_equal_one_pass_for_separable_methods(small_series):
     series, g, _ = small_series
-    full = reconstruct("sirt", series, g, iterations=10)[0]
+    full = run_to_end("sirt", series, g, iterations=10)[0]
     steps = list(run("sirt", series, g, iterations=10, every=10, chunk=12))
     assert [s.chunk for s in steps] == [(0, 3), (1, 3), (2, 3)]
     np.testing.assert_allclose(steps[-1].volume, full, rtol=1e-4, atol=1e-4)
@@ -65,7 +65,7 @@ def test_chunks_equal_one_pass_for_separable_methods(small_series):
 
 def test_dask_reconstruction_is_lazy_and_equal(small_series):
     series, g, _ = small_series
-    full = reconstruct("sirt", series, g, iterations=10)[0]
+    full = run_to_end("sirt", series, g, iterations=10)[0]
     lazy_in = da.from_array(series, chunks=(4, 32, 32))
     vol = reconstruct_dask("sirt", lazy_in, g, chunk=10, iterations=10)
     assert isinstance(vol, da.Array) and vol.shape == full.shape
@@ -74,8 +74,8 @@ def test_dask_reconstruction_is_lazy_and_equal(small_series):
 
 def test_warm_start_through_run(small_series):
     series, g, _ = small_series
-    one = reconstruct("sirt", series, g, iterations=20)[0]
-    half = reconstruct("sirt", series, g, iterations=10)[0]
+    one = run_to_end("sirt", series, g, iterations=20)[0]
+    half = run_to_end("sirt", series, g, iterations=10)[0]
     rec = run("sirt", series, g, iterations=10, x0=half, start=10)
     last = list(rec)[-1]
     assert last.iteration == 20

@@ -9,9 +9,9 @@ import dask.array as da
 import numpy as np
 import pytest
 
+from tomoprior.engine import prepare, reconstruct_dask, run_to_end
 from tomoprior.errors import MethodUnavailable, ParameterError
 from tomoprior.geometry import TiltGeometry, angles_from_range
-from tomoprior.run import prepare, reconstruct, reconstruct_dask
 from tomoprior.slabs import SlabTask, assemble, check_scheduler, plan_slabs, stream_slabs
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -61,7 +61,7 @@ def series48():
 # -- distributed ----------------------------------------------------------------------------------
 def test_local_cluster_equals_in_process(client, series48):
     series, g = series48
-    ref = reconstruct("sirt", series, g, iterations=8, chunk=16)[0]
+    ref = run_to_end("sirt", series, g, iterations=8, chunk=16)[0]
     lazy = reconstruct_dask("sirt", series, g, chunk=16, iterations=8)
     got = lazy.compute(scheduler=client)
     assert got.shape == ref.shape
@@ -83,7 +83,7 @@ def test_cluster_reads_a_memory_map_in_each_task(client, series48, tmp_path):
     path = tmp_path / "series.npy"
     np.save(path, series)
     mm = np.load(path, mmap_mode="r")
-    ref = reconstruct("sirt", series, g, iterations=5, chunk=24)[0]
+    ref = run_to_end("sirt", series, g, iterations=5, chunk=24)[0]
     arr, plan = reconstruct_dask("sirt", mm, g, chunk=24, iterations=5, return_plan=True)
     assert plan.source is not None  # tasks open the file themselves: no image in a task
     for t in plan.tasks():
@@ -210,7 +210,7 @@ def test_streaming_hands_each_slab_once_in_the_input_frame(series48, axis, monke
     along = 1 if plan.turns % 2 == 0 else 2  # slabs run along the tilt axis
     assert all(r[along] != slice(None) and r[3 - along] == slice(None) for r in regions)
     assert all(r[along].start % 9 == 0 for r in regions)  # on a chunk grid, as Zarr needs
-    full = reconstruct("wbp", series, g)[0]
+    full = run_to_end("wbp", series, g)[0]
     assert out.shape == full.shape
     np.testing.assert_allclose(out, full, rtol=1e-5, atol=1e-5)
 
@@ -227,7 +227,7 @@ def test_fine_axis_and_shifts_read_a_window_only(series48):
         np.testing.assert_allclose(y, whole[:, t.outer[0]:t.outer[1]], rtol=1e-4, atol=1e-4)
         along = 1 if plan.turns % 2 else 0  # the window's side along the axis
         assert t.window.shape[along] < (t.outer[1] - t.outer[0]) + 12 < series.shape[1 + along]
-    ref = reconstruct("sirt", series, g, iterations=3, chunk=8)[0]
+    ref = run_to_end("sirt", series, g, iterations=3, chunk=8)[0]
     assert _rel(assemble(plan, series)[0], ref) < 1e-4
 
 
@@ -242,7 +242,7 @@ def test_scheduler_errors_are_one_line(series48, monkeypatch):
 
 
 def test_importing_tomoprior_does_not_import_distributed():
-    code = ("import sys, tomoprior, tomoprior.run, tomoprior.slabs, tomoprior.cli; "
+    code = ("import sys, tomoprior, tomoprior.engine, tomoprior.slabs, tomoprior.cli; "
             "assert 'distributed' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -271,7 +271,7 @@ def test_slabs_stream_into_an_ome_zarr_writer(series48, tmp_path, axis):
         _, prov = stream_slabs(plan, series, writer.write, scheduler="threads", workers=2)
         writer.close(provenance=prov)
     back = io.read(tmp_path / "v.ome.zarr").data
-    np.testing.assert_allclose(np.asarray(back), reconstruct("wbp", series, g)[0], rtol=1e-5,
+    np.testing.assert_allclose(np.asarray(back), run_to_end("wbp", series, g)[0], rtol=1e-5,
                                atol=1e-5)
 
 
@@ -315,7 +315,7 @@ def test_cli_chunks_stream_into_ome_zarr(series_tif, tmp_path, capsys):
     rc = main(["reconstruct", str(series_tif), "--method", "wbp", "--chunk", "10", "-o", str(out)])
     assert rc == 0, capsys.readouterr().err
     series, g = io.read(series_tif).load(), io.read(series_tif).geometry
-    np.testing.assert_allclose(np.asarray(io.read(out).data), reconstruct("wbp", series, g)[0],
+    np.testing.assert_allclose(np.asarray(io.read(out).data), run_to_end("wbp", series, g)[0],
                                rtol=1e-5, atol=1e-5)
     prov = io.read_provenance(out)
     assert prov["method"] == "wbp" and prov["slabs"]["count"] == 5
@@ -350,7 +350,7 @@ def test_cli_chunked_auto_lambda_is_chosen_once(series_tif, tmp_path, capsys):
 
 
 def test_chunked_run_in_process_chooses_the_same_single_lambda(series48):
-    from tomoprior.run import run
+    from tomoprior.engine import run
 
     series, g = series48
     rec = run("cstv", series, g, chunk=12, iterations=6, every=6, lam="auto")
@@ -400,7 +400,7 @@ def test_per_tilt_axis_is_refused_with_slabs_in_one_line(series_tif, tmp_path, c
     with pytest.raises(ParameterError, match="per_tilt_axis cannot be carried across slabs"):
         plan_slabs("inr", series, g, chunk=8, learn_pose=True, per_tilt_axis=True)
     plan_slabs("inr", series, g, chunk=8, learn_pose=False, per_tilt_axis=True)  # nothing learned
-    from tomoprior.run import run
+    from tomoprior.engine import run
 
     with pytest.raises(ParameterError, match="per_tilt_axis"):  # in process too
         run("inr", series, g, chunk=8, learn_pose=True, per_tilt_axis=True)
@@ -413,7 +413,7 @@ def test_per_tilt_axis_is_refused_with_slabs_in_one_line(series_tif, tmp_path, c
 
 
 def test_chunked_run_in_process_learns_the_poses_once(series48):
-    from tomoprior.run import run
+    from tomoprior.engine import run
 
     series, g = series48
     small = series[:, ::2, ::2].copy()
@@ -441,5 +441,5 @@ def test_tasks_can_open_the_file_themselves(series_tif, series48):
     assert type(plan.source).__name__ == "FileSource"
     assert all(len(pickle.dumps(t)) < MARGIN and plan.task_input(t, series) is None
                for t in plan.tasks())
-    ref = reconstruct("sirt", series, g, iterations=4)[0]
+    ref = run_to_end("sirt", series, g, iterations=4)[0]
     assert _rel(arr.compute(scheduler="sync"), ref) < 1e-5

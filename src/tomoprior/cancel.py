@@ -8,7 +8,7 @@ inner loop calls :func:`checkpoint`, which raises :class:`StopRequested` once
 the request is set. The check is one attribute lookup and one
 ``Event.is_set``; code running without :func:`stop_when` never stops.
 
-:class:`~tomoprior.run.Reconstruction` turns :class:`StopRequested` into the
+:class:`~tomoprior.engine.Reconstruction` turns :class:`StopRequested` into the
 end of its iteration (marked ``stopped``, the last volume kept), so callers
 see a stopped run, never the exception.
 """

@@ -260,7 +260,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 
     from . import io
     from .algorithms import get_method
-    from .run import run, summary
+    from .engine import run, summary
 
     m = get_method(args.method)
     out = Path(args.output)
@@ -368,7 +368,7 @@ def _check_slab_memory(plan, scheduler: str | None, zarr: bool) -> None:
     """Refuse before any slab runs when this process cannot hold what the plan needs here."""
     import os
 
-    from .run import check_need
+    from .engine import check_need
 
     local = {None: 1, "threads": os.cpu_count() or 1}.get(scheduler, 0)  # processes: their own
     hint = "" if zarr else "; write to .ome.zarr to hold one slab at a time"

@@ -24,9 +24,11 @@ __all__ = [
     "ModelError",
     "ParameterError",
     "TomopriorError",
+    "TomopriorWarning",
     "is_out_of_memory",
     "is_user_error",
     "user_message",
+    "warn",
 ]
 
 logger = logging.getLogger("tomoprior")
@@ -66,6 +68,19 @@ class ParameterError(TomopriorError, ValueError, TypeError):
 
 class DivergedError(TomopriorError, FloatingPointError):
     """An iterative method's loss or volume stopped being finite."""
+
+
+class TomopriorWarning(UserWarning):
+    """Something a user did that runs, but probably not as meant (radian angles, a clipped
+    slice range, a parameter the method ignores). Its message is one line, shown as is: the
+    command line prints ``tomoprior: warning: ...``, the widgets show a notification."""
+
+
+def warn(message: str) -> None:
+    """Issue a :class:`TomopriorWarning` attributed to the caller of the public function."""
+    import warnings
+
+    warnings.warn(message, TomopriorWarning, stacklevel=3)
 
 
 # Ways out of an out-of-memory error, worded for each interface (one list, one sentence).

@@ -286,7 +286,7 @@ class ComparisonWidget(ScrollHost):
     # -- run --------------------------------------------------------------------------
     def make_jobs(self) -> list[Job]:
         """Validate the inputs and build one job per ticked method."""
-        from ..run import run
+        from ..engine import run
 
         req = self.tilt.request()
         chosen = [c for c in self.choices.values() if c.check.isChecked()]

@@ -2,7 +2,7 @@
 
 The widget hands the controller a list of :class:`Job` objects; one worker
 thread (``napari.qt.threading.create_worker`` over a generator) runs them one
-after another. Each job builds its :class:`~tomoprior.run.Reconstruction`
+after another. Each job builds its :class:`~tomoprior.engine.Reconstruction`
 *in the worker* (preparing a large series takes time) and iterates it;
 everything the worker reports is a small typed event yielded to the main
 thread. Steps are throttled: the controller re-emits at most one step per

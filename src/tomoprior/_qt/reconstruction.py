@@ -121,7 +121,7 @@ class ReconstructionWidget(ScrollHost):
     # -- actions -------------------------------------------------------------------------
     def make_job(self) -> Job:
         """Validate the inputs and build the job (raises TomopriorError / ValueError)."""
-        from ..run import run
+        from ..engine import run
 
         req = self.tilt.request()
         method = self.method_panel.method()

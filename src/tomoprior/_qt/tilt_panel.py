@@ -5,7 +5,7 @@ start and step; keep a sub-range and a coarser increment of the measured
 tilts (:meth:`TiltGeometry.select`, the kept count shown live); set the
 tilt-axis orientation, thickness, binning and an optional slice range for a
 quick preview. :meth:`TiltPanel.request` turns all of it into the arguments
-of :func:`tomoprior.run.run`, raising a :class:`TomopriorError` with a
+of :func:`tomoprior.run`, raising a :class:`TomopriorError` with a
 message for the user when something does not fit.
 """
 
@@ -461,7 +461,7 @@ class TiltPanel(QGroupBox):
         return (self.range_min.value(), self.range_max.value()), (inc if inc > 0 else None)
 
     def request(self) -> TiltRequest:
-        """Everything :func:`tomoprior.run.run` needs; raises TomopriorError with a message."""
+        """Everything :func:`tomoprior.run` needs; raises TomopriorError with a message."""
         layer = self.layer()
         geom = self.geometry()
         rng, inc = self.selection_args()
@@ -532,8 +532,8 @@ class TiltPanel(QGroupBox):
         self._update_memory_label()
 
     def _update_memory_label(self) -> None:
+        from ..engine import memory_need
         from ..io._budget import human_bytes, memory_budget
-        from ..run import memory_need
 
         layer = self.layer()
         try:

@@ -1,7 +1,7 @@
 """Virtual frames by reprojection: reconstruct from the measured frames, project at the new angles.
 
 The measured series is reconstructed with any method of the registry (CS-TV
-by default) through :func:`tomoprior.run.reconstruct`, and the volume is
+by default) through :func:`tomoprior.engine.run_to_end`, and the volume is
 projected at the virtual angles by :func:`tomoprior.projections.render_projections`
 in the input's own frame (tilt axis and fine rotation as recorded, each
 virtual frame displaced by the blend of its neighbours' shift corrections).
@@ -25,8 +25,8 @@ def reproject_frames(series: np.ndarray, geometry: TiltGeometry, plan: AnglePlan
                      device: str = "auto", progress: Callable[[str], None] | None = None,
                      **params: Any) -> tuple[np.ndarray, dict]:
     """The virtual frames of ``plan`` (plan order) and the reconstruction's provenance."""
+    from ..engine import run
     from ..projections import render_projections
-    from ..run import run
 
     rec = run(method, series, geometry, device=device, **params)
     last = None

@@ -6,7 +6,7 @@ halo) as plain data. Its :class:`SlabTask` objects each read only the part
 of the tilt series their slab needs (its canonical y-slices plus the halo,
 and for a fine axis rotation or shift corrections the few pixels the
 resampling reaches), bring it into the canonical frame exactly as
-:func:`tomoprior.run.prepare` does for the whole series, run the method to
+:func:`tomoprior.engine.prepare` does for the whole series, run the method to
 completion and return the inner part of the slab. Nothing in a task is a
 closure or a live generator: a task pickles to its slab's data (or, when the
 plan reads from a file, to a few kilobytes) and runs unchanged in a thread,
@@ -31,7 +31,7 @@ Both are recorded in ``plan.decisions`` and in the provenance.
 hands every finished slab exactly once to a sink, in the frame of the input
 images; :func:`assemble` collects them into one array (or a memory map);
 :meth:`SlabPlan.to_dask` builds the lazy dask array behind
-:func:`tomoprior.run.reconstruct_dask`.
+:func:`tomoprior.engine.reconstruct_dask`.
 """
 
 from ._plan import LAMBDA_SAMPLES, SlabPlan, combine_lambdas, plan_slabs, sample_slabs

@@ -39,7 +39,7 @@ def combine_lambdas(found: Sequence[float]) -> float:
 
 
 def _chunks(n: int, chunk: int | None, overlap: int) -> list[tuple[int, int, int, int]]:
-    from ..run import _chunks as chunks
+    from ..engine.chunked import chunks
 
     return chunks(n, chunk, overlap)
 
@@ -108,7 +108,7 @@ class SlabPlan:
         streamed to OME-Zarr it is not, and the need no longer grows with the
         volume's depth. Slabs solved on other machines count zero here.
         """
-        from ..run import memory_need
+        from ..engine import memory_need
 
         per = memory_need(len(self.indices), self.volume_shape, self.chunk, self.backend,
                           streamed=True, overlap=self.overlap)
@@ -391,7 +391,7 @@ def plan_slabs(
     origin: str | None = None,
     **params: Any,
 ) -> SlabPlan:
-    """The slab plan of a reconstruction (arguments as :func:`tomoprior.run.run`).
+    """The slab plan of a reconstruction (arguments as :func:`tomoprior.run`).
 
     Only the shape of ``tilt_series`` is used here. ``source`` names a file
     (a path or :class:`FileSource`) that the tasks open themselves, so that
@@ -399,7 +399,7 @@ def plan_slabs(
     and otherwise each task is given its window of ``tilt_series``.
     """
     from ..algorithms import get_method
-    from ..run import _whole, layout
+    from ..engine.inputs import _whole, layout
 
     m = get_method(method)
     resolved = m.resolve(params)

@@ -51,7 +51,7 @@ class SlabTask:
     def canonical(self, window: Any) -> np.ndarray:
         """The slab's tilt series ``(n, outer, u)`` in the canonical frame, as :func:`prepare`
         would cut it from the whole series."""
-        from ..run import _check_finite
+        from ..engine.inputs import _check_finite
 
         p = self.plan
         data = np.asarray(window.compute() if _is_dask(window) else window)
