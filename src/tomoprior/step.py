@@ -41,7 +41,14 @@ class Step:
         A CPU float32 copy of the current volume ``(z, y, x)``; never a live
         buffer, so a consumer may keep it.
     loss : float or None
-        The method's data term or objective at this iteration.
+        The method's own objective at this iteration (what it minimises; its
+        meaning differs between methods, see ``objective_name``).
+    residual : float or None
+        The relative data residual ``||A x - y|| / ||y||`` of this step's
+        volume over the measured pixels it was fitted to: the same number for
+        every method, the one to compare and display.
+    objective_name : str or None
+        What ``loss`` is for this method, e.g. ``"0.5||Ax-y||^2 + lam TV(x)"``.
     total : int or None
         Planned number of iterations of the current phase, for progress.
     phase : str
@@ -71,6 +78,8 @@ class Step:
     iteration: int
     volume: np.ndarray
     loss: float | None = None
+    residual: float | None = None
+    objective_name: str | None = None
     total: int | None = None
     phase: str = "iterate"
     heldout: float | None = None
