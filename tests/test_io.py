@@ -201,13 +201,17 @@ def test_volume_pixel_unit_and_no_provenance(tmp_path):
         io.read_provenance(tmp_path / "x.rawtlt")
 
 
-def test_overwrite_false_refuses(tmp_path):
+def test_existing_files_are_kept_unless_overwrite(tmp_path):
+    """As on the command line: an existing file is replaced only when asked to."""
     out = io.write_volume(tmp_path / "v.mrc", stack(3, (8, 8)))
+    before = out.read_bytes()
     with pytest.raises(FormatError, match="exists already"):
-        io.write_volume(out, stack(3, (8, 8)), overwrite=False)
+        io.write_volume(out, stack(3, (8, 8)) + 1)
     with pytest.raises(FormatError, match="exists already"):
-        io.write_tilt_series(tmp_path / "v.mrc", stack(), overwrite=False)
-    io.write_volume(out, stack(3, (8, 8)))  # overwrite=True is the default
+        io.write_tilt_series(tmp_path / "v.mrc", stack())
+    assert out.read_bytes() == before
+    io.write_volume(out, stack(3, (8, 8)) + 1, overwrite=True)
+    assert out.read_bytes() != before
 
 
 def test_writer_errors(tmp_path):

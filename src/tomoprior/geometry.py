@@ -34,6 +34,7 @@ __all__ = [
     "TiltGeometry",
     "angles_from_range",
     "angles_from_start_step",
+    "check_tilt_range",
     "parse_tilt_axis",
 ]
 
@@ -64,6 +65,29 @@ def parse_tilt_axis(value: str | float | int | None) -> float:
         raise GeometryError(f"tilt axis must be a finite angle, got {value!r}")
     deg = math.remainder(deg, 360.0)
     return 180.0 if deg == -180.0 else deg
+
+
+def check_tilt_range(value: Any) -> tuple[float, float] | None:
+    """``(min, max)`` in degrees, finite and increasing, or None for all tilts."""
+    if value is None:
+        return None
+    if isinstance(value, str) or not isinstance(value, Sequence | np.ndarray) or len(value) != 2:
+        raise GeometryError(
+            f"tilt_range must be (min, max) in degrees, got {value!r}; to keep images by "
+            "their index use exclude= or TiltGeometry.subset([...])"
+        )
+    try:
+        lo, hi = float(value[0]), float(value[1])
+    except (TypeError, ValueError):
+        raise GeometryError(f"tilt_range must be two numbers in degrees, got {value!r}") from None
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise GeometryError(f"tilt_range must be finite, got {value!r}")
+    if lo > hi:
+        raise GeometryError(f"tilt_range ({lo:g}, {hi:g}) is reversed: give (min, max), "
+                            f"e.g. ({hi:g}, {lo:g})")
+    if lo < -90 or hi > 90:
+        raise GeometryError(f"tilt_range ({lo:g}, {hi:g}) must lie within ±90°")
+    return lo, hi
 
 
 def describe_tilt_axis(deg: float) -> str:
@@ -261,7 +285,9 @@ class TiltGeometry:
     ) -> Selection:
         """Pick the measured tilts nearest to a sub-range and increment.
 
-        Emulates a limited or sparse acquisition from a dense series: with
+        ``range`` is ``(min, max)`` in degrees (a reversed range or one of
+        another length is an error: images are chosen by index with
+        :meth:`subset` or ``exclude``). Emulates a limited or sparse acquisition from a dense series: with
         ``range=(-60, 60), increment=10`` the tilts nearest to -60, -50, ...,
         60° are kept. Targets are multiples of ``increment`` (anchored at 0°
         when the range contains 0°, else at the range minimum). A target with
@@ -284,9 +310,8 @@ class TiltGeometry:
                 f"excluded images {sorted(i for i in bad if not 0 <= i < a.size)} do not exist: "
                 f"the series has {a.size} images"
             )
-        lo, hi = (-np.inf, np.inf) if range is None else (float(range[0]), float(range[1]))
-        if lo > hi:
-            lo, hi = hi, lo
+        rng = check_tilt_range(range)
+        lo, hi = (-np.inf, np.inf) if rng is None else rng
         d = np.diff(np.sort(a))
         tol = 0.25 * float(np.median(d)) if d.size else 0.0
         in_range = np.flatnonzero((a >= lo - tol) & (a <= hi + tol))

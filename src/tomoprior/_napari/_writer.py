@@ -28,7 +28,7 @@ def write_image_layer(path: str, data: Any, meta: dict) -> list[str]:
     try:
         if md.get(KIND_KEY) == TILT_SERIES and md.get("angles"):
             geom = geometry_from_metadata(md, int(data.shape[0]))
-            written = io.write_tilt_series(path, data, geom)
+            written = io.write_tilt_series(path, data, geom, overwrite=True)  # napari asked
         else:
             written = io.write_volume(
                 path,
@@ -36,6 +36,7 @@ def write_image_layer(path: str, data: Any, meta: dict) -> list[str]:
                 pixel_size=md.get("pixel_size") or None,
                 pixel_unit=md.get("pixel_unit") or "nm",
                 provenance=md.get("provenance"),
+                overwrite=True,  # napari's save dialog has asked before replacing a file
             )
     except TomopriorError as exc:
         from napari.utils import notifications

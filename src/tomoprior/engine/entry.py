@@ -14,9 +14,11 @@ import torch
 
 from ..algorithms import get_method
 from ..device import resolve_device
-from ..errors import DataError, ParameterError
+from ..errors import DataError, ParameterError, warn
 from ..geometry import TiltGeometry
-from .inputs import _whole, prepare
+from .checks import check_heldout, iteration_plan, virtual_in_run
+from .checks import whole as _whole
+from .inputs import prepare
 from .memory import check_memory
 from .session import Reconstruction
 
@@ -47,6 +49,7 @@ def run(
     overlap: int | None = None,
     source: str | None = None,
     preview: bool = False,
+    virtual: Any = None,
     **params: Any,
 ) -> Reconstruction:
     """Reconstruct ``tilt_series`` with ``method``, streaming Steps.
@@ -54,12 +57,18 @@ def run(
     Parameters
     ----------
     method : str
-        ``"wbp"``, ``"sirt"``, ``"cstv"``, ``"diptv"`` or ``"inr"`` (see
-        :data:`tomoprior.algorithms.METHODS`).
+        A method name, in any case: ``"wbp"``, ``"sirt"``, ``"cstv"``,
+        ``"diptv"``, ``"inr"``, ``"restore"`` or ``"restore_tv"`` (see
+        :data:`tomoprior.algorithms.METHODS` and ``tomoprior methods``).
     tilt_series : array (n_tilts, rows, cols)
     geometry : TiltGeometry
-    iterations, every : int, optional
-        Defaults come from the method's registry entry.
+    iterations : int, optional
+        At least 1; the default comes from the method's declaration. A
+        method that does not iterate (WBP) warns when given one.
+    every : int, optional
+        Yield a Step every ``every`` iterations. By default the method's
+        declared interval, scaled with ``iterations`` so that a run yields
+        about as many Steps as one of the default length.
     device : "auto", "cpu", "cuda"
     tilt_range, increment : optional
         Keep only the measured tilts nearest to this range and increment.
@@ -89,12 +98,31 @@ def run(
         its poses once, on the central slab, and holds them for every slab.
     source : str, optional
         Where the series came from (recorded in the provenance).
+    virtual : sequence of int or mapping, optional
+        Images of ``tilt_series`` that are virtual (filled in between the
+        measured ones), as indices or as ``TiltSeriesFile.virtual_frames``;
+        the kept ones are recorded in the provenance (``virtual_frames``).
     preview : bool
         Yield first a filtered backprojection with ``phase="preview"``
         (``iteration=0``, no loss) while an iterative method sets up: the
         widgets show a picture within a second whatever the method.
     **params
         Method parameters (strings are parsed, values range-checked).
+
+    Returns
+    -------
+    Reconstruction
+        An iterator of Steps. ``rec.warnings`` lists what ran but probably
+        not as meant (radian-looking angles, a clipped slice range, an
+        ignored parameter); each is also issued as a
+        :class:`~tomoprior.errors.TomopriorWarning`.
+
+    Raises
+    ------
+    ParameterError, GeometryError, DataError
+        One-line errors for what cannot run: an unknown method or
+        parameter, ``iterations < 1``, ``bin < 1``, a reversed tilt range,
+        an all-zero or non-finite series, too little memory.
 
     Notes
     -----
@@ -105,13 +133,15 @@ def run(
     m = get_method(method)
     resolved = m.resolve(params)
     caps = m.capabilities
+    notes: list[str] = []
     prepared = prepare(
         tilt_series, geometry, tilt_range=tilt_range, increment=increment, bin=bin,
-        slices=slices, thickness=thickness, exclude=exclude,
+        slices=slices, thickness=thickness, exclude=exclude, notes=notes,
     )
-    its = m.default_iterations if iterations is None else _whole("iterations", iterations, 0)
-    ev = m.default_every if every is None else _whole("every", every, 1)
+    its, ev = iteration_plan(m, iterations, every, notes)
     start = _whole("start", start, 0)
+    seed = _whole("seed", seed, 0)
+    heldout = check_heldout(heldout, caps.uses_mask, m.label, notes)
     if chunk is not None:
         chunk = _whole("chunk", chunk, 1)
     ov = (0 if caps.separable else 8) if overlap is None else _whole("overlap", overlap, 0)
@@ -125,6 +155,10 @@ def run(
         backend=backend, x0=x0, start=start, heldout=heldout, seed=seed, chunk=chunk,
         overlap=ov, source=source,
     )
+    rec.virtual = virtual_in_run(virtual, prepared.selection.indices, tilt_series.shape[0])
+    rec.warnings = notes
+    for text in notes:
+        warn(text)
     rec.resume_state = resume
     rec.preview = bool(preview)
     return rec
@@ -207,9 +241,37 @@ def reconstruct_dask(
     return (arr, plan) if return_plan else arr
 
 
+#: what the command line's ``--json`` summary holds of a run's provenance
+SUMMARY_KEYS = ("method", "parameters", "kept_tilts", "kept_angles", "iterations", "seconds",
+                "final_residual", "final_objective", "device", "volume_shape", "binning",
+                "pixel_size", "pixel_unit", "warnings", "virtual_frames")
+
+
 def summary(rec: Reconstruction) -> Mapping[str, Any]:
-    """The JSON summary printed by the command line."""
+    """The JSON summary printed by the command line.
+
+    ``parameters`` are those actually used: a value the method chose itself
+    (CS-TV's ``lam="auto"``, learned levels) replaces ``"auto"``, and the
+    choice is also under ``chosen``.
+    """
     prov = rec.provenance()
-    keys = ("method", "parameters", "kept_tilts", "kept_angles", "iterations", "seconds",
-            "final_loss", "device", "volume_shape")
-    return {k: prov[k] for k in keys}
+    out = {k: prov.get(k) for k in SUMMARY_KEYS}
+    chosen = chosen_values(prov)
+    out["parameters"] = {**prov["parameters"], **chosen}
+    out["chosen"] = chosen
+    return out
+
+
+def chosen_values(prov: Mapping[str, Any]) -> dict[str, Any]:
+    """Parameters a run left to the method (``"auto"``) with the values it chose."""
+    result = prov.get("result") or {}
+    decisions = prov.get("global_decisions") or {}
+    out: dict[str, Any] = {}
+    for name, value in (prov.get("parameters") or {}).items():
+        if value != "auto":
+            continue
+        if name in decisions and isinstance(decisions[name], Mapping):
+            out[name] = decisions[name].get("value")
+        elif name in result:
+            out[name] = result[name]
+    return out

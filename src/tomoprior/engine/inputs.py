@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataError, GeometryError, ParameterError
+from ..errors import DataError, GeometryError
 from ..geometry import Selection, TiltGeometry
 from ..transforms import (
     bin_images,
@@ -24,6 +24,7 @@ from ..transforms import (
     to_canonical,
     volume_from_canonical,
 )
+from .checks import check_bin, check_increment, check_tilt_range, radian_note
 
 __all__ = ["Prepared", "layout", "prepare"]
 
@@ -116,6 +117,13 @@ def _check_finite(data: np.ndarray) -> None:
         )
 
 
+def _check_not_blank(data: np.ndarray) -> None:
+    """Refuse a kept series without a single non-zero value (a slab of one may be empty)."""
+    if not np.any(data):
+        raise DataError("the tilt series is all zeros: nothing to reconstruct (check the file, "
+                        "or the contrast and offset it was saved with)")
+
+
 def _canonical_lazy(data: Any, geom: TiltGeometry, b: int) -> Any:
     """Binning and orientation of a dask tilt series, image by image, without loading it."""
     import dask.array as da
@@ -137,17 +145,30 @@ def _canonical_lazy(data: Any, geom: TiltGeometry, b: int) -> Any:
     return imgs.map_blocks(orient, dtype=np.float32, chunks=((1,) * n, (out_shape[0],), (out_shape[1],)))
 
 
-def _slab(slices: Any, full_y: int, b: int) -> tuple[int, int]:
-    """The canonical y range (binned pixels) that ``slices`` (input pixels) asks for."""
+def _slab(slices: Any, full_y: int, b: int, notes: list[str] | None = None) -> tuple[int, int]:
+    """The canonical y range (binned pixels) that ``slices`` (input pixels) asks for.
+
+    A range reaching past the series is clipped to it, with a note saying so.
+    """
     rng = _parse_slices(slices)
     if rng is None:
         return (0, full_y)
-    a = 0 if rng[0] is None else rng[0] // b
-    e = full_y if rng[1] is None else -(-rng[1] // b)
-    a, e = max(0, a), min(full_y, e)
+    a0 = 0 if rng[0] is None else rng[0] // b
+    e0 = full_y if rng[1] is None else -(-rng[1] // b)
+    a, e = max(0, a0), min(full_y, e0)
     if e - a < 1:
         raise GeometryError(f"slice range {slices} is empty for {full_y * b} slices along the axis")
+    if (a, e) != (a0, e0) and notes is not None:
+        notes.append(f"slice range {_show_slices(slices)} reaches past the {full_y * b} positions "
+                     f"along the tilt axis: reconstructing {a * b}:{min(e * b, full_y * b)}")
     return (a, e)
+
+
+def _show_slices(slices: Any) -> str:
+    if isinstance(slices, str):
+        return slices
+    a, b = slices
+    return f"{'' if a is None else a}:{'' if b is None else b}"
 
 
 def _read_image(data: np.memmap, i: int) -> np.ndarray:
@@ -181,6 +202,7 @@ def _canonical_streamed(
         out[j] = one[0, slab[0] : slab[1]]
     assert out is not None  # the geometry has at least two tilts
     _check_finite(out)
+    _check_not_blank(out)
     return out
 
 
@@ -194,20 +216,25 @@ def layout(
     slices: Any = None,
     thickness: int | None = None,
     exclude: Sequence[int] = (),
+    notes: list[str] | None = None,
 ) -> tuple[Selection, TiltGeometry, int, int, tuple[int, int]]:
     """What :func:`prepare` decides before it reads a pixel, validated.
 
     Returns ``(selection, geometry, binning, full_y, slab)``: the kept tilts,
     their binned geometry, the binning, the canonical y size of the whole
     volume and the canonical y range asked for (binned pixels). Only the
-    shape of ``tilt_series`` is looked at.
+    shape of ``tilt_series`` is looked at. What runs but is probably not
+    meant (radian-looking angles, a clipped slice range) is appended to
+    ``notes``.
     """
     _check_series(tilt_series)
     if not isinstance(geometry, TiltGeometry):
         raise GeometryError("no tilt angles: give a TiltGeometry (or set the tilt start and step)")
     geometry.validate(tilt_series.shape[0])
-    sel = geometry.select(tilt_range, increment, exclude)
-    b = max(1, int(bin))
+    if notes is not None:
+        radian_note(geometry.angles, notes)
+    sel = geometry.select(check_tilt_range(tilt_range), check_increment(increment), exclude)
+    b = check_bin(bin)
     geom = sel.geometry
     if thickness is not None:
         geom = geom.replace(thickness=int(thickness))
@@ -217,7 +244,7 @@ def layout(
         raise DataError(f"binning by {b} leaves no pixels of a {tilt_series.shape[1]}x"
                         f"{tilt_series.shape[2]} image")
     full_y = w if canonical_turns(geom.tilt_axis)[0] % 2 else h
-    return sel, geom, b, full_y, _slab(slices, full_y, b)
+    return sel, geom, b, full_y, _slab(slices, full_y, b, notes)
 
 
 def prepare(
@@ -230,15 +257,17 @@ def prepare(
     slices: Any = None,
     thickness: int | None = None,
     exclude: Sequence[int] = (),
+    notes: list[str] | None = None,
 ) -> Prepared:
     """Select tilts, bin, orient and cut the slab; validate everything on the way.
 
     ``thickness`` and ``slices`` are in pixels of the input images (before
-    binning); ``slices`` indexes positions along the tilt axis.
+    binning); ``slices`` indexes positions along the tilt axis. ``notes``
+    collects one-line warnings (see :func:`layout`).
     """
     sel, geom, b, full_y, slab = layout(
         tilt_series, geometry, tilt_range=tilt_range, increment=increment, bin=bin,
-        slices=slices, thickness=thickness, exclude=exclude,
+        slices=slices, thickness=thickness, exclude=exclude, notes=notes,
     )
     if isinstance(tilt_series, np.memmap):  # a file opened lazily: read only what is used
         canon = _canonical_streamed(tilt_series, sel.indices, geom, b, slab)
@@ -249,6 +278,7 @@ def prepare(
         else:
             data = np.asarray(data).astype(np.float32, copy=False)
             _check_finite(data)
+            _check_not_blank(data)
             canon = to_canonical(bin_images(data, b), geom)
         if slab != (0, full_y):
             canon = canon[:, slab[0] : slab[1]]
@@ -263,16 +293,3 @@ def prepare(
         volume_shape=(int(z), canon.shape[1], canon.shape[2]),
         excluded=tuple(sorted({int(i) for i in exclude})),
     )
-
-
-def _whole(name: str, value: Any, low: int) -> int:
-    """``value`` as a whole number ``>= low``, or a ParameterError naming it."""
-    try:
-        out = int(value)
-        if out != float(value) or isinstance(value, bool):
-            raise ValueError(value)
-    except (TypeError, ValueError):
-        raise ParameterError(f"{name} must be a whole number, got {value!r}") from None
-    if out < low:
-        raise ParameterError(f"{name} must be >= {low}, got {out}")
-    return out

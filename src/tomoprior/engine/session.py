@@ -82,6 +82,10 @@ class Reconstruction(Iterator[Step]):
         self.stopped = False
         self._x0 = x0
         self.preview = False
+        #: one-line warnings about this run (see :func:`tomoprior.run`)
+        self.warnings: list[str] = []
+        #: the kept images that are virtual (filled in), for the provenance
+        self.virtual: dict[str, Any] | None = None
         self._chunks = chunks(prepared.volume_shape[1], chunk, overlap)
         if len(self._chunks) > 1:
             from ..slabs._plan import check_slab_params
@@ -92,6 +96,16 @@ class Reconstruction(Iterator[Step]):
         self.decisions: dict[str, Any] = {}
         self._gen = self._steps()
         self._started = _dt.datetime.now(_dt.timezone.utc)
+
+    @property
+    def pixel_size(self) -> float | None:
+        """Voxel size of the output volume in :attr:`pixel_unit` (after binning), if known."""
+        return self.prepared.geometry.pixel_size
+
+    @property
+    def pixel_unit(self) -> str:
+        """Unit of :attr:`pixel_size` (``"nm"`` or ``"Å"``)."""
+        return self.prepared.geometry.pixel_unit
 
     # -- iterator protocol -----------------------------------------------------
     def __iter__(self) -> Reconstruction:
@@ -293,12 +307,16 @@ class Reconstruction(Iterator[Step]):
             "planned_iterations": (self.start + self.iterations
                                    if self.method.capabilities.iterative else None),
             "stopped_early": bool(self.stopped),
-            "final_loss": None if last is None or last.loss is None else float(last.loss),
+            "final_residual": _finite_or_none(None if last is None else last.residual),
+            "final_objective": (None if last is None or last.loss is None else
+                                {"name": last.objective_name, "value": _finite_or_none(last.loss)}),
             "kept_tilts": [int(i) for i in p.selection.indices],
             "excluded_tilts": [int(i) for i in p.excluded],
             "kept_angles": [float(a) for a in p.geometry.angles],
             "geometry": p.geometry.to_dict(),
             "binning": p.binning,
+            "pixel_size": self.pixel_size,
+            "pixel_unit": self.pixel_unit,
             "slab": list(p.slab) if p.slab != (0, p.full_y) else None,
             "slab_translate": list(p.slab_translate()) if p.slab != (0, p.full_y) else None,
             "volume_shape": list(p.output_shape),
@@ -310,8 +328,14 @@ class Reconstruction(Iterator[Step]):
             "started": self._started.isoformat(timespec="seconds"),
             "source": self.source,
             "result": _scalar_extras(last),
+            "warnings": list(self.warnings),
+            "virtual_frames": self.virtual,
             **({"global_decisions": self.decisions} if self.decisions else {}),
         }
+
+
+def _finite_or_none(value: Any) -> float | None:
+    return None if value is None or not np.isfinite(value) else float(value)
 
 
 def _scalar_extras(step: Step | None) -> dict[str, Any]:

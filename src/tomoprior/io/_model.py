@@ -77,6 +77,15 @@ class TiltSeriesFile:
         return int(self.data.shape[0])
 
     @property
+    def virtual_frames(self) -> dict | None:
+        """Which images are virtual (filled in by ``tomoprior interpolate``), or ``None``.
+
+        ``{"indices": [...], "method": "learned", "measured": n}`` from the
+        ``.frames.json`` sidecar written beside an interpolated series.
+        """
+        return self.metadata.get("virtual_frames")
+
+    @property
     def lazy(self) -> bool:
         """True when `data` is memory-mapped or a dask array."""
         return is_lazy(self.data)

@@ -206,6 +206,9 @@ def _read(path: pathlib.Path, angles: Any, lazy: bool | None, unit: str) -> Tilt
                             "tilt start and step, or load an angle file (.rawtlt, .tlt)")
             metadata["rejected_angle_source"], geometry = source, None
             metadata["rejected_angles_reason"] = str(exc)
+    frames = _virtual_frames(path, n, warnings)
+    if frames is not None:
+        metadata["virtual_frames"] = frames
     if geometry is None and not metadata.get("volume") and "rejected_angle_source" not in metadata:
         warnings.append(no_angles_message(name))
     if not is_lazy(data) and np.dtype(data.dtype).kind == "f":
@@ -224,6 +227,28 @@ def _read(path: pathlib.Path, angles: Any, lazy: bool | None, unit: str) -> Tilt
         metadata=metadata,
         warnings=warnings,
     )
+
+
+def _virtual_frames(path: pathlib.Path, n: int, warnings: list[str]) -> dict | None:
+    """The ``OUT.frames.json`` sidecar of an interpolated series: which frames are virtual."""
+    import json
+
+    side = path.with_name(path.stem + ".frames.json")  # as interpolation.sidecar_path names it
+    if not side.is_file():
+        return None
+    try:
+        record = json.loads(side.read_text(encoding="utf-8"))
+        measured = [bool(m) for m in record["measured"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        warnings.append(f"{side.name} cannot be read: which frames are virtual is unknown")
+        return None
+    if len(measured) != n:
+        warnings.append(f"{side.name} lists {len(measured)} frames but {path.name} has {n}: "
+                        "it belongs to another series and is ignored")
+        return None
+    virtual = [i for i, m in enumerate(measured) if not m]
+    return {"indices": virtual, "method": str(record.get("method", "unknown")),
+            "measured": n - len(virtual), "sidecar": side.name}
 
 
 def looks_like_radians(angles: np.ndarray) -> bool:

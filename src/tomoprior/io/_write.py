@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from .._atomic import fresh_partial_prefix, replacing
-from ..errors import DataError, FormatError
+from ..errors import DataError, FormatError, ParameterError
 from ..geometry import TiltGeometry
 from ._angles import write_angles
 from ._budget import memory_budget
@@ -113,12 +113,36 @@ def _computed_once(data: Any, near: pathlib.Path) -> Iterator[Any]:
             os.unlink(name)
 
 
+def _pixel_with_provenance(pixel: float | None, provenance: dict | None) -> float | None:
+    """The voxel size to write (nm): the one given, else the provenance's; refuse a contradiction.
+
+    A reconstruction's provenance records the voxel size after binning; the
+    input file's pixel size written beside a binned volume would be wrong by
+    the binning factor.
+    """
+    recorded = None
+    if isinstance(provenance, dict) and provenance.get("pixel_size") is not None:
+        recorded = to_nm(provenance["pixel_size"], provenance.get("pixel_unit", "nm"))
+    if recorded is None:
+        return pixel
+    if pixel is None:
+        return recorded
+    if abs(pixel - recorded) > 1e-3 * recorded:
+        b = provenance.get("binning")
+        why = f" (the reconstruction was binned by {b})" if isinstance(b, int) and b > 1 else ""
+        raise ParameterError(
+            f"pixel size {pixel:g} nm contradicts the {recorded:g} nm of the reconstruction's "
+            f"provenance{why}: leave pixel_size out, or give rec.pixel_size"
+        )
+    return pixel
+
+
 def write_tilt_series(
     path: str | pathlib.Path,
     series: Any,
     geometry: TiltGeometry | None = None,
     *,
-    overwrite: bool = True,
+    overwrite: bool = False,
 ) -> pathlib.Path:
     """Write a tilt series ``(n_tilts, rows, cols)`` and, with a geometry, its angles.
 
@@ -177,7 +201,7 @@ def write_volume(
     pixel_size: float | None = None,
     pixel_unit: str = "nm",
     provenance: dict | None = None,
-    overwrite: bool = True,
+    overwrite: bool = False,
 ) -> pathlib.Path:
     """Write a reconstructed volume ``(z, y, x)`` with its calibration and provenance.
 
@@ -192,7 +216,9 @@ def write_volume(
         The volume (numpy, memory-mapped or dask); float64 and other types
         ImageJ/MRC cannot hold are written as float32 (Zarr keeps the type).
     pixel_size : float, optional
-        Voxel size in ``pixel_unit``.
+        Voxel size in ``pixel_unit``. By default the one the provenance
+        records (a reconstruction's, after binning); a pixel size that
+        contradicts it is refused.
     pixel_unit : str
         ``"nm"`` or ``"Å"`` (also ``"µm"``); MRC stores Å, TIFF stores nm.
     provenance : dict, optional
@@ -202,7 +228,8 @@ def write_volume(
         ``"tomoprior"`` attribute of a Zarr group. Read it back
         with :func:`read_provenance`.
     overwrite : bool
-        When ``False``, raise instead of replacing an existing file.
+        When ``False`` (the default), raise instead of replacing an existing
+        file.
 
     Returns
     -------
@@ -216,6 +243,7 @@ def write_volume(
     pixel = to_nm(pixel_size, pixel_unit) if pixel_size is not None else None
     if pixel_size is not None and pixel is None:
         raise FormatError(f"pixel size must be a positive number, got {pixel_size!r}")
+    pixel = _pixel_with_provenance(pixel, provenance)
     ext = path.suffix.lower()
     if ext == ".zarr":
         check_store_target(path, overwrite)

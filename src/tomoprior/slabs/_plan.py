@@ -72,6 +72,7 @@ class SlabPlan:
     excluded: tuple[int, ...] = ()
     decisions: dict[str, Any] = field(default_factory=dict)
     origin: str | None = None  # where the series came from (provenance only)
+    warnings: tuple[str, ...] = ()  # one-line warnings about the run (provenance, command line)
 
     # -- shapes ---------------------------------------------------------------------------------------
     @property
@@ -335,12 +336,15 @@ class SlabPlan:
             "iterations": self.iterations if m.capabilities.iterative else None,
             "planned_iterations": self.iterations if m.capabilities.iterative else None,
             "stopped_early": False,
-            "final_loss": None,
+            "final_residual": None,
+            "final_objective": None,
             "kept_tilts": [int(i) for i in self.indices],
             "excluded_tilts": [int(i) for i in self.excluded],
             "kept_angles": [float(v) for v in self.geometry.angles],
             "geometry": self.geometry.to_dict(),
             "binning": self.binning,
+            "pixel_size": self.geometry.pixel_size,
+            "pixel_unit": self.geometry.pixel_unit,
             "slab": [a, e] if partial else None,
             "slab_translate": translate if partial else None,
             "volume_shape": list(self.output_shape),
@@ -355,6 +359,7 @@ class SlabPlan:
                       "scheduler": scheduler},
             "global_decisions": self.decisions,
             "result": result,
+            "warnings": list(self.warnings),
         }
 
 
@@ -399,18 +404,25 @@ def plan_slabs(
     and otherwise each task is given its window of ``tilt_series``.
     """
     from ..algorithms import get_method
-    from ..engine.inputs import _whole, layout
+    from ..engine.checks import iteration_plan
+    from ..engine.checks import whole as _whole
+    from ..engine.inputs import layout
+    from ..errors import warn
 
     m = get_method(method)
     resolved = m.resolve(params)
     check_slab_params(resolved)
     chunk = _whole("chunk", chunk, 1)
-    its = m.default_iterations if iterations is None else _whole("iterations", iterations, 0)
+    notes: list[str] = []
+    its, _ = iteration_plan(m, iterations, None, notes)
+    seed = _whole("seed", seed, 0)
     ov = (0 if m.capabilities.separable else 8) if overlap is None else _whole("overlap", overlap, 0)
     sel, geom, b, full_y, slab = layout(
         tilt_series, geometry, tilt_range=tilt_range, increment=increment, bin=bin,
-        slices=slices, thickness=thickness, exclude=exclude,
+        slices=slices, thickness=thickness, exclude=exclude, notes=notes,
     )
+    for text in notes:
+        warn(text)
     h, w = (int(s) // b for s in tilt_series.shape[1:])
     nu = h if canonical_turns(geom.tilt_axis)[0] % 2 else w
     if isinstance(source, str):
@@ -427,7 +439,7 @@ def plan_slabs(
         stack_shape=tuple(int(s) for s in tilt_series.shape), full_y=full_y, slab=slab,
         z=int(geom.thickness or nu), chunk=chunk, overlap=ov, device=dev, backend=backend,
         seed=int(seed), source=source, excluded=tuple(sorted({int(i) for i in exclude})),
-        origin=origin,
+        origin=origin, warnings=tuple(notes),
     )
 
 
