@@ -393,7 +393,7 @@ def test_json_summary_is_strict(series_file, tmp_path, capsys):
 
 @pytest.mark.parametrize("save", [False, True])
 def test_ctrl_c_writes_nothing_unless_asked(series_file, tmp_path, monkeypatch, capsys, save):
-    from tomoprior import run as run_module
+    from tomoprior import engine as run_module
 
     path, _, _ = series_file
     out = tmp_path / "v.tif"

@@ -158,3 +158,41 @@ def _tiny_config(base):
                     ranges={"sizes": (32,), "max_tilt": 12, "gap": (2, 6)})
 
     return make
+
+
+def test_interpolate_reproject_takes_iterations_and_shows_progress(series_file, tmp_path,
+                                                                   capsys):
+    path, _ = series_file
+    out = tmp_path / "re.tif"
+    assert main(["interpolate", str(path), "-o", str(out), "--method", "reproject",
+                 "--recon-method", "SIRT", "--iterations", "4", "--json"]) == 0
+    captured = capsys.readouterr()
+    side = json.loads((tmp_path / "re.frames.json").read_text())
+    assert side["reconstruction"]["method"] == "sirt"
+    assert side["reconstruction"]["iterations"] == 4
+    progress = [ln for ln in captured.err.splitlines()
+                if ln.startswith("interpolate (reproject, sirt): SIRT")]
+    assert len(progress) >= 2, captured.err  # one line per step, not silence
+    assert main(["interpolate", str(path), "-o", str(tmp_path / "w.tif"), "--method",
+                 "reproject", "--recon-method", "wbp", "--iterations", "3"]) == 0
+    assert "tomoprior: warning: WBP does not iterate: iterations=3 is ignored" in \
+        capsys.readouterr().err
+    assert _main(["interpolate", str(path), "-o", str(tmp_path / "l.tif"), "--method", "linear",
+                  "--iterations", "4"]) == 2
+    assert "--iterations" in _error_line(capsys)
+
+
+def test_info_lists_the_virtual_frames(series_file, tmp_path, capsys):
+    path, _ = series_file
+    out = tmp_path / "dense.tif"
+    assert main(["interpolate", str(path), "-o", str(out), "--method", "linear"]) == 0
+    capsys.readouterr()
+    assert main(["info", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "virtual    4 of 9 frames filled in (linear, from dense.frames.json): images " \
+           "2,4,6,8" in text
+    assert main(["info", str(out), "--json"]) == 0
+    v = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["virtual_frames"]
+    assert v["indices"] == [1, 3, 5, 7] and v["count"] == 4 and v["method"] == "linear"
+    assert main(["info", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["virtual_frames"] is None

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import FormatError, MemoryBudgetError, logger
+from ..errors import FormatError, MemoryBudgetError, ParameterError, logger
 
 __all__ = [
     "available_memory",
@@ -61,6 +61,7 @@ def unreadable(name: str, fmt: str, exc: BaseException) -> FormatError:
 
 
 def _parse_size(text: str) -> int | None:
+    """``"2G"``, ``"512MiB"``, ``"1e9"`` in bytes; ``None`` for anything else or a size <= 0."""
     text = text.strip().lower().removesuffix("b").removesuffix("i")
     factor = _SUFFIX.get(text[-1:], 1)
     number = text[:-1] if text[-1:] in _SUFFIX else text
@@ -111,13 +112,23 @@ def _address_space() -> int:
 
 
 def memory_budget() -> int:
-    """Bytes one array may take: ``TOMOPRIOR_MEMORY_BUDGET`` if set, else 80 % of what is free."""
+    """Bytes one array may take: ``TOMOPRIOR_MEMORY_BUDGET`` if set, else 80 % of what is free.
+
+    Raises
+    ------
+    ParameterError
+        The variable is set to something that is not a positive size
+        (``lots``, ``-1``): one line naming the variable and the form it takes.
+    """
     env = os.environ.get(BUDGET_ENV)
-    if env:
-        value = _parse_size(env)
-        if value is not None:
-            return value
-    return int(0.8 * available_memory())
+    if env is None or not env.strip():
+        return int(0.8 * available_memory())
+    value = _parse_size(env)
+    if value is None:
+        raise ParameterError(
+            f"{BUDGET_ENV}={env.strip()!r} is not a memory size: give a positive number of "
+            "bytes, or one with K, M, G or T (e.g. 2G, 512M), or unset it")
+    return value
 
 
 def claimed_bytes(shape: Sequence[Any], dtype: Any) -> int:
