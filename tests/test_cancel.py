@@ -6,6 +6,7 @@ import threading
 
 import numpy as np
 import pytest
+import torch
 
 from tomoprior.cancel import StopRequested, checkpoint, stop_when
 from tomoprior.phantoms import make_phantom, simulate
@@ -166,3 +167,91 @@ def test_stop_inside_an_inr_step_waits_for_one_part_only(blobs, monkeypatch):
     # the part in flight ends, no further one starts (a whole step here is 5 parts or more:
     # at least half of the ~34 samples per ray from the start)
     assert len(calls) - before == 3 < len(inr._ray_parts(512, 17))
+
+
+# -- a stop keeps the iterate reached ------------------------------------------------------------
+def _stop_after(monkeypatch, solver_cls, iteration, ev):
+    """Set ``ev`` once the solver's update ``iteration`` is done (Stop pressed then)."""
+    update = solver_cls.update
+
+    def counted(self, k):
+        value = update(self, k)
+        if k == iteration:
+            ev.set()
+        return value
+
+    monkeypatch.setattr(solver_cls, "update", counted)
+
+
+@pytest.mark.parametrize("name", ["sirt", "cstv"])
+def test_a_stop_yields_the_iterate_reached_and_it_resumes_exactly(name, monkeypatch):
+    from tomoprior.algorithms import METHODS
+    from tomoprior.algorithms.cstv import _CSTV
+    from tomoprior.algorithms.sirt import _SIRT
+    from tomoprior.operators import make_projector
+
+    ph = make_phantom("blobs", 16, seed=0).volume
+    A = make_projector(np.arange(-60, 61, 15.0), ph.shape, device="cpu")
+    y = A(torch.from_numpy(ph))
+    fn = METHODS[name].function
+    kw = {"lam": 0.02} if name == "cstv" else {}
+    straight = list(fn(A, y, iterations=30, every=30, **kw))[-1]
+    ev = threading.Event()
+    _stop_after(monkeypatch, _CSTV if name == "cstv" else _SIRT, 27, ev)
+    steps = []
+    with stop_when(ev), pytest.raises(StopRequested):
+        for st in fn(A, y, iterations=100, every=20, **kw):
+            steps.append(st)
+    assert [s.iteration for s in steps] == [20, 27]  # iteration 27, not the picture of 20
+    last = steps[-1]
+    assert last.resume is not None and last.resume.iteration == 27
+    assert last.residual is not None and last.residual < steps[0].residual
+    monkeypatch.undo()
+    rest = list(fn(A, y, iterations=3, every=3, resume=last.resume, **kw))
+    assert rest[-1].iteration == 30
+    np.testing.assert_allclose(rest[-1].volume, straight.volume, rtol=1e-5,
+                               atol=1e-6 * float(np.abs(straight.volume).max()))
+
+
+def test_the_engine_keeps_the_iterate_a_stop_reached(blobs, monkeypatch):
+    from tomoprior.algorithms.sirt import _SIRT
+    from tomoprior.engine import run
+
+    series, geom = blobs
+    ev = threading.Event()
+    _stop_after(monkeypatch, _SIRT, 7, ev)
+    with stop_when(ev):
+        rec = run("sirt", series, geom, iterations=40, every=5)
+        steps = list(rec)
+    assert [s.iteration for s in steps] == [5, 7]
+    assert rec.stopped and not rec.finished and rec.last is steps[-1]
+
+
+def test_a_stop_inside_an_update_yields_the_iterate_before_it(blobs):
+    from tomoprior.algorithms import _driver as driver
+    from tomoprior.operators import make_projector
+
+    class Counting(driver.Solver):
+        label = "counting"
+
+        def setup(self, p, x0, start):
+            self.x = p.start_volume(x0)
+            return iter(())
+
+        def update(self, k):
+            if k == 28:
+                raise StopRequested  # a checkpoint inside the update: nothing changed
+            self.x += 1.0
+            return None
+
+        def report(self, iteration, last):
+            return driver.Report(self.x, float(iteration))
+
+    A = make_projector(np.arange(-60, 61, 30.0), (4, 4, 4), device="cpu")
+    p = driver.Problem.build(A, torch.ones(A.range_shape))
+    steps = []
+    with pytest.raises(StopRequested):
+        for st in driver.iterate(Counting(), p, name="counting", iterations=100, every=20):
+            steps.append(st)
+    assert [s.iteration for s in steps] == [20, 27] and steps[-1].loss == 27.0
+    np.testing.assert_array_equal(steps[-1].volume, 27.0)

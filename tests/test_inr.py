@@ -81,3 +81,22 @@ def test_inr_options_checked():
         next(inr(A, y, loss="l3"))
     with pytest.raises(ValueError, match="field must be one of"):
         next(inr(A, y, field="hash"))
+
+
+def test_inr_shows_pictures_between_snapshots_at_its_pace(monkeypatch):
+    from tomoprior.algorithms import _driver as driver
+    from tomoprior.algorithms import inr as inr_module
+
+    A, y, _, _ = _problem(np.arange(-60, 61, 20.0))
+    clock = iter(range(0, 10_000, 1))  # one second passes at every look at the clock
+    monkeypatch.setattr(driver, "_now", lambda: float(next(clock)))
+    steps = list(inr(A, y, iterations=12, every=12, batch_rays=256, seed=3))
+    pictures, (last,) = steps[:-1], steps[-1:]
+    assert len(pictures) >= 3 and last.iteration == 12  # every alone would show only the last
+    assert all(s.heldout is None and s.phase == "iterate" for s in pictures)
+    assert all(s.residual is not None and np.isfinite(s.volume).all() for s in pictures)
+    assert last.heldout is not None and last.model is not None
+    # pictures change nothing: the fit is the one without them
+    monkeypatch.setattr(inr_module._INR, "pace", None)
+    (alone,) = list(inr(A, y, iterations=12, every=12, batch_rays=256, seed=3))
+    np.testing.assert_array_equal(alone.volume, last.volume)

@@ -6,6 +6,7 @@ here; give it fast settings in ``FAST`` if its defaults take long.
 
 import inspect
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -169,6 +170,41 @@ def test_nan_input_is_a_user_error(name, problem):
         _steps(name, A, bad)
     with pytest.raises(GeometryError, match="shape"):
         _steps(name, A, y[:-1])
+
+
+def _fit_mask(A, name):
+    """Detector pixels to fit (10 % held out, seeded) where the method takes a mask."""
+    if not METHODS[name].accepts("mask"):
+        return None
+    return np.random.default_rng(5).random(A.range_shape) >= 0.1
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_step_carries_the_residual_of_its_volume(name, problem):
+    A, y = problem
+    mask = _fit_mask(A, name)
+    kw = {} if mask is None else {"mask": mask}
+    steps = _steps(name, A, y, **kw)
+    for st in steps:  # set-up phases included
+        assert st.residual is not None and 0.0 <= st.residual < 3.0, (st.phase, st.residual)
+        if st.loss is not None:
+            assert st.objective_name, f"{name}: a {st.phase} step's loss has no name"
+    assert steps[-1].objective_name
+    # the last step's residual is ||W(Ax - y)|| / ||W y|| over the pixels the method fits
+    w = torch.ones(A.range_shape) if mask is None else torch.from_numpy(mask).float()
+    yt = torch.from_numpy(y)
+    r = (A(torch.from_numpy(steps[-1].volume)) - yt) * w
+    expected = float(torch.linalg.vector_norm(r) / torch.linalg.vector_norm(yt * w))
+    assert steps[-1].residual == pytest.approx(expected, rel=1e-4)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_blank_series_gives_a_blank_volume_and_no_residual(name, problem):
+    A, _ = problem
+    steps = _steps(name, A, np.zeros(A.range_shape, np.float32))
+    assert steps and all(st.residual is None for st in steps)
+    assert all(np.isfinite(st.volume).all() for st in steps)
+    assert all(st.loss is None or math.isfinite(st.loss) for st in steps)
 
 
 @pytest.mark.parametrize("name", [n for n in NAMES if METHODS[n].capabilities.resumable])

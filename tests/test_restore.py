@@ -315,3 +315,20 @@ def test_epochs_set_the_steps(tmp_path):
     card = train_restore(tmp_path / "e.pt", cfg)
     slices = card["training"]["slices"]
     assert card["training"]["steps"] == -(-slices // 8) and card["training"]["epochs"] == 0.5
+
+
+def test_restore_tv_reports_progress_and_the_residual_in_every_phase():
+    from tomoprior.algorithms.restore_tv import restore_tv
+    from tomoprior.operators import make_projector
+    from tomoprior.phantoms import make_phantom
+
+    ph = make_phantom("blobs", 16, seed=0).volume
+    A = make_projector(np.arange(-60, 61, 15.0), ph.shape, device="cpu")
+    y = A(torch.from_numpy(ph))
+    steps = list(restore_tv(A, y, iterations=4, every=2, base_iterations=4, lam="auto"))
+    search = [s for s in steps if s.phase == "lambda search"]
+    fractions = [s.extras["phase_fraction"] for s in search]
+    assert len(search) > 1 and fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert all(s.extras["candidates"] > 1 for s in search)
+    assert all(s.residual is not None and 0 <= s.residual < 2 for s in steps)
+    assert {s.phase for s in steps} == {"base", "restore", "lambda search", "iterate"}

@@ -10,7 +10,9 @@ the request is set. The check is one attribute lookup and one
 
 :class:`~tomoprior.engine.Reconstruction` turns :class:`StopRequested` into the
 end of its iteration (marked ``stopped``, the last volume kept), so callers
-see a stopped run, never the exception.
+see a stopped run, never the exception. An iterative method's driver first
+yields the iterate it had reached (one last report, computed inside
+:func:`shielded`), then lets :class:`StopRequested` end the run.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import contextlib
 import threading
 from collections.abc import Iterator
 
-__all__ = ["StopRequested", "checkpoint", "stop_when"]
+__all__ = ["StopRequested", "checkpoint", "shielded", "stop_requested", "stop_when"]
 
 _local = threading.local()
 
@@ -35,6 +37,21 @@ def stop_when(event: threading.Event) -> Iterator[threading.Event]:
     _local.event = event
     try:
         yield event
+    finally:
+        _local.event = previous
+
+
+@contextlib.contextmanager
+def shielded() -> Iterator[None]:
+    """Within this block :func:`checkpoint` in this thread never raises.
+
+    For the short work that must finish once a stop was seen: the report of
+    the last iterate of a stopped run.
+    """
+    previous = getattr(_local, "event", None)
+    _local.event = None
+    try:
+        yield
     finally:
         _local.event = previous
 

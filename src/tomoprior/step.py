@@ -46,7 +46,8 @@ class Step:
     residual : float or None
         The relative data residual ``||A x - y|| / ||y||`` of this step's
         volume over the measured pixels it was fitted to: the same number for
-        every method, the one to compare and display.
+        every method and phase, the one to compare and display. None for a
+        blank series (``||y|| = 0``), where no relative residual exists.
     objective_name : str or None
         What ``loss`` is for this method, e.g. ``"0.5||Ax-y||^2 + lam TV(x)"``.
     total : int or None

@@ -10,8 +10,12 @@ from ..operators.base import Projector
 from ..step import last_step
 
 __all__ = [
-    "as_tensor", "init_volume", "masked_residual_norm", "release", "robust_scale", "snapshot",
+    "RELATIVE_RESIDUAL", "as_tensor", "init_volume", "relative_residual", "release",
+    "residual_ratio", "robust_scale", "snapshot",
 ]
+
+#: the name of the relative data residual, for methods whose own loss is that residual
+RELATIVE_RESIDUAL = "||M(Ax-y)|| / ||My||"
 
 
 def as_tensor(y: torch.Tensor | np.ndarray, A: Projector, what: str = "tilt series") -> torch.Tensor:
@@ -45,8 +49,41 @@ def snapshot(x: torch.Tensor) -> np.ndarray:
     return x.detach().to("cpu", torch.float32).numpy().copy()
 
 
-def masked_residual_norm(r: torch.Tensor, y_norm: float) -> float:
-    return float(torch.linalg.vector_norm(r)) / max(y_norm, 1e-30)
+@torch.no_grad()
+def residual_ratio(r: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None = None
+                   ) -> float | None:
+    """``||W r|| / ||W y||`` for a residual ``r = A x - y``; None where ``||W y|| = 0``.
+
+    ``weights`` (0 or 1 per detector pixel, or None for all) selects the
+    measured pixels a volume was fitted to. ``r`` and ``y`` may both be
+    divided by the same scale. A blank series has no relative residual, so
+    it gives None, never NaN.
+    """
+    wy = y if weights is None else y * weights
+    y_norm = float(torch.linalg.vector_norm(wy))
+    if not y_norm > 0:
+        return None
+    wr = r if weights is None else r * weights
+    return float(torch.linalg.vector_norm(wr)) / y_norm
+
+
+@torch.no_grad()
+def relative_residual(A: Projector, x: torch.Tensor | np.ndarray, y: torch.Tensor,
+                      weights: torch.Tensor | None = None) -> float | None:
+    """The relative data residual ``||W (A x - y)|| / ||W y||`` of a volume ``x``.
+
+    The figure every Step reports as ``residual``, whatever the method: one
+    forward projection, none when ``||W y|| = 0`` (then None). ``x`` is in
+    data units, as a tensor or a CPU array; ``y`` and ``weights`` are on
+    ``A``'s device.
+    """
+    wy = y if weights is None else y * weights
+    if not float(torch.linalg.vector_norm(wy)) > 0:
+        return None
+    t = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x))
+    r = A(t.detach().to(device=A.device, dtype=A.dtype))
+    r.sub_(y)
+    return residual_ratio(r, y, weights)
 
 
 def release(device: torch.device) -> None:
@@ -67,7 +104,11 @@ def estimate_scale(A: Projector, y: torch.Tensor, mask: torch.Tensor | None = No
 
 def quick_sirt(A: Projector, y: torch.Tensor, mask: torch.Tensor | None = None,
                iterations: int = 10) -> tuple[torch.Tensor, float]:
-    """A short non-negative SIRT and its typical density (see :func:`estimate_scale`)."""
+    """A short non-negative SIRT and its typical density (see :func:`estimate_scale`).
+
+    A blank series (no positive density) has the density 1, so the methods
+    built on it return a blank volume as SIRT does instead of failing.
+    """
     from .sirt import sirt
 
     last = last_step(sirt(A, y, iterations=iterations, every=iterations, mask=mask))
@@ -78,8 +119,8 @@ def quick_sirt(A: Projector, y: torch.Tensor, mask: torch.Tensor | None = None,
     c = float(torch.quantile(flat.float(), 0.995))
     if not c > 0:
         c = float(vol.abs().max())
-    if not c > 0:
-        raise DataError("the tilt series is blank (no signal to reconstruct)")
+    if not c > 0:  # a blank series: nothing to scale (the engine refuses one up front)
+        c = 1.0
     return vol.to(device=A.device, dtype=A.dtype), c
 
 

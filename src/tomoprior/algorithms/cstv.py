@@ -54,6 +54,8 @@ from ._tv import GRAD_NORM, div3, grad3
 __all__ = ["DEFAULT_LAM", "cstv", "cstv_objective"]
 
 DEFAULT_LAM = 0.02
+#: what CS-TV's loss is (the data divided by their typical density, ``lam`` relative)
+OBJECTIVE = "0.5||M(Ax-y)||^2 + lam*TV(x)"
 AUTO_GRID = (0.1, 0.3, 1.0, 3.0, 10.0)  # multiples of DEFAULT_LAM tried by lam="auto"
 LAM_RULES = ("median", "mean square")  # statistic of the held-out residual that lam="auto" minimises
 #: the solver's own parameters, declared once for every method built on :class:`_CSTV`
@@ -161,6 +163,7 @@ def _pdhg(
 class _CSTV(Solver):
     label = "CS-TV"
     hint = "the data may be inconsistent; try a larger lam or fewer iterations"
+    objective = OBJECTIVE
     anchor: torch.Tensor | None = None  # a prior's centre (restore_tv); CS-TV has none
     mu = 0.0
 
@@ -192,6 +195,8 @@ class _CSTV(Solver):
 
     def _start(self, x: torch.Tensor, solver_state: dict | None) -> None:
         self.lam_eff = float(self.lam) * self.p.A.n_tilts
+        wy = self.yn if self.p.mask is None else self.yn * self.p.mask
+        self.y_norm = float(torch.linalg.vector_norm(wy))  # for the residual
         self.x, self.info = x, {}
         self._it = _pdhg(self.p.A, self.yn, x, self.lam_eff, self.iterations, self.p.mask,
                          self.nonneg, self.adaptive, solver_state, anchor=self.anchor,
@@ -203,13 +208,15 @@ class _CSTV(Solver):
 
     def report(self, iteration: int, last: bool) -> Report:
         extras = {"lam": float(self.lam)}
-        loss = None
+        loss = residual = None
         if self.info:
             loss, data, tv = cstv_objective(self.p.A, self.x, self.yn, self.lam_eff, self.p.mask)
             extras.update(data=data, tv=tv,
                           **{n: v for n, v in self.info.items() if n != "state"})
-        return Report(self.x * self.scale, loss, search=tuple(dict(r) for r in self.search),
-                      extras=extras)
+            if self.y_norm > 0:  # the data term is half the squared residual
+                residual = (2.0 * data) ** 0.5 / self.y_norm
+        return Report(self.x * self.scale, loss, residual,
+                      search=tuple(dict(r) for r in self.search), extras=extras)
 
     def state(self) -> dict[str, Any]:
         solver = self.info.get("state") or getattr(self, "restored_solver", None)
@@ -334,7 +341,8 @@ def cstv(
     Yields
     ------
     Step
-        ``loss`` is the objective in data units; ``extras`` hold ``data``,
+        ``loss`` is the objective ``OBJECTIVE`` (the data divided by their
+        typical density); ``extras`` hold ``data``,
         ``tv`` and ``lam`` (relative); with ``lam="auto"``, "lambda search"
         steps come first (``heldout`` is each candidate's mean square
         held-out error) and every step carries the search table ``search``.

@@ -63,7 +63,7 @@ import torch.nn.functional as F
 from ..errors import ParameterError
 from ..operators.base import Projector
 from ..step import ResumeState, Step
-from ._common import quick_sirt, robust_scale
+from ._common import quick_sirt, residual_ratio, robust_scale
 from ._declare import Param, method
 from ._dip_pretrained import PretrainedGenerator
 from ._driver import Problem, Report, Solver, iterate
@@ -179,6 +179,7 @@ class DIPOptions:
 class _DIPTV(Solver):
     label = "DIP-TV"
     hint = "lower the learning rate 'lr'"
+    objective = "0.5/N*||M(Ax-y)||^2 + lam*TV(x)/(ny*nu)"
 
     def __init__(self, opts: DIPOptions, total: int, model: RestoreModel | None) -> None:
         self.o, self.total, self.model = opts, total, model
@@ -188,6 +189,10 @@ class _DIPTV(Solver):
         self.p, self.scale = p, scale
         self.yn = (p.y / scale).float()
         self.train, self.val = p.split(self.o.val_fraction)
+
+    def fitted(self, problem: Problem) -> torch.Tensor | None:
+        """The training pixels (the held-out ones are never fitted)."""
+        return getattr(self, "train", problem.mask)
 
     def setup(self, p: Problem, x0: Any, start: int) -> Iterator[Step]:
         sirt_vol, scale = quick_sirt(p.A, p.y, p.mask)
@@ -277,12 +282,15 @@ class _DIPTV(Solver):
         every = max(1, its // 10)
         vol = None if x0 is None else p.start_volume(x0)
 
-        def shown(st: Step, part: str, **extras: Any) -> Step:
-            # a copy: the warm start goes on from st.volume, whatever the consumer does
+        def shown(st: Step, part: str, fitted: bool, **extras: Any) -> Step:
+            # a copy: the warm start goes on from st.volume, whatever the consumer does;
+            # its residual is DIP-TV's where the part fits the same pixels (``fitted``)
             inner = st.extras.get("phase_fraction")
             if inner is None and st.total:
                 inner = st.iteration / st.total
-            return Step(iteration=start, volume=st.volume.copy(), loss=st.loss, total=self.total,
+            return Step(iteration=start, volume=st.volume.copy(), loss=st.loss,
+                        residual=st.residual if fitted else None,
+                        objective_name=st.objective_name, total=self.total,
                         phase="warm start", heldout=st.heldout,
                         extras={"warm_iteration": st.iteration, "warm_part": part,
                                 **({} if inner is None else {"phase_fraction": float(inner)}),
@@ -292,7 +300,7 @@ class _DIPTV(Solver):
             last = None
             mask = self.train if isinstance(base_mask, str) else base_mask
             for last in sirt(p.A, p.y, iterations=its, every=every, mask=mask):
-                yield shown(last, "SIRT")
+                yield shown(last, "SIRT", mask is self.train)
             vol = torch.from_numpy(last.volume).to(device=p.device, dtype=p.A.dtype)
         if auto or (vol is None and kind == "cstv"):
             last = None
@@ -302,7 +310,7 @@ class _DIPTV(Solver):
                              every=max(1, cs_its // 10), mask=self.train, val_fraction=max(o.val_fraction, 0.01),
                              seed=p.seed):
                 part = "λ search" if last.phase == "lambda search" else "CS-TV"
-                yield shown(last, part, lam=last.extras.get("lam"))
+                yield shown(last, part, True, lam=last.extras.get("lam"))
             if auto:
                 lam = float(last.extras["lam"])
             if vol is None and kind == "cstv":
@@ -349,19 +357,23 @@ class _DIPTV(Solver):
         rt = res * tw
         data = float(0.5 * (rt * rt).sum() / tw.sum().clamp_min(1.0))
         tv = float(tv_norm(xf)) / float(ny * nu)
+        res_avg = None  # the residual of the average, where the held-out error needs it
         if self.val is not None:
             self.val_loss = self._val_error(res)
             if self.val_loss < self.best[0]:
                 self.best = (self.val_loss, xf.clone(), iteration)
-            v_avg = self._val_error(A(self.avg) - yn)
+            res_avg = A(self.avg) - yn
+            v_avg = self._val_error(res_avg)
             if v_avg < self.best[0]:
                 self.best = (v_avg, self.avg.clone(), iteration)
         extras: dict[str, Any] = {"train_loss": data, "tv": tv, "lam": self.lam}
-        shown = self.avg
+        shown, residual = self.avg, None
         if last and self.best[1] is not None:
             extras.update(best_iteration=self.best[2], best_heldout=self.best[0])
             shown = self.best[1]
-        return Report(shown * self.scale, data + self.lam * tv, heldout=self.val_loss,
+        elif res_avg is not None:
+            residual = residual_ratio(res_avg, yn, self.train)
+        return Report(shown * self.scale, data + self.lam * tv, residual, heldout=self.val_loss,
                       extras=extras)
 
     def state(self) -> dict[str, Any]:
@@ -492,7 +504,10 @@ def diptv(
         ``extras``; ``start`` means the warm start was best). ``loss`` and
         the extras ``train_loss`` and ``tv`` are those of the network's
         whole current volume (data term + ``lam`` x TV), not of the last
-        slab, so the curve is smooth; ``heldout`` is the held-out error.
+        slab, so the curve is smooth; the warm start's steps carry the loss
+        of the method that makes it (``objective_name`` says which);
+        ``residual`` is that of the step's volume over the training pixels;
+        ``heldout`` is the held-out error.
     """
     opts = DIPOptions(lam=lam, lr=lr, warm_start=warm_start, warm_iterations=warm_iterations,
                       mode=mode, channels=parse_channels(channels), in_channels=in_channels,

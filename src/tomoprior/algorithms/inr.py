@@ -241,6 +241,17 @@ def _tv_points(fld, n: int, rays: _Rays, rng: torch.Generator) -> torch.Tensor:
     return torch.sqrt(sum(d * d for d in diffs) + 1e-10).mean()
 
 
+#: seconds of training after which a picture is shown although ``every`` is not reached. On
+#: a 64-px slab and two CPU cores an optimiser step takes about a second and a picture (the
+#: field on the voxel grid and its residual, no held-out error or poses) about a quarter of
+#: one, so progress moves about every 2 s; ``every`` alone (100) would leave it still for
+#: minutes
+PACE = 1.5
+#: what the loss is, by the ``loss`` option: the data term of the last batch of rays
+OBJECTIVES = {"smooth_l1": "smooth-L1 data term (ray batch)",
+              "mse": "mean square data term (ray batch)"}
+
+
 @dataclass(frozen=True)
 class INROptions:
     """The INR's parameters (see :func:`inr`)."""
@@ -265,9 +276,15 @@ class INROptions:
 class _INR(Solver):
     label = "INR"
     hint = "lower the learning rate 'lr'"
+    pace = PACE
 
     def __init__(self, opts: INROptions, iterations: int) -> None:
         self.o, self.iterations = opts, iterations
+        self.objective = OBJECTIVES[opts.loss]
+
+    def fitted(self, problem: Problem) -> torch.Tensor | None:
+        """The training pixels (the held-out ones are never fitted)."""
+        return getattr(self, "train", problem.mask)
 
     def setup(self, p: Problem, x0: Any, start: int) -> Iterator[Step]:
         o, A, dev = self.o, p.A, p.device
@@ -276,6 +293,7 @@ class _INR(Solver):
         _, self.scale = quick_sirt(A, p.y, p.mask)
         self.yn = (p.y / self.scale).float()
         train, val = p.split(o.val_fraction)
+        self.train = train
         self.train_idx = (torch.nonzero(train > 0) if train is not None
                           else torch.nonzero(torch.ones_like(self.yn, dtype=torch.bool)))
         self.val_idx = torch.nonzero(val > 0) if val is not None else None
@@ -303,6 +321,7 @@ class _INR(Solver):
             self._fit_volume((p.start_volume(x0) / self.scale).float())
         self.t_start, self.rays_done, self.k = time.perf_counter(), 0, 0
         self.loss_value: float | None = None
+        self.shift: torch.Tensor | None = None  # the frame of the last report (anchor)
         return iter(())
 
     def _fit_volume(self, target: torch.Tensor) -> None:
@@ -323,7 +342,6 @@ class _INR(Solver):
 
     def update(self, k: int) -> float:
         o = self.o
-        self.k = k
         frac = k / max(self.iterations, 1)
         self.fld.set_progress(1.0 if self.warm else min(1.0, 2 * frac))
         self.n_s = max(8, int(self.n_full * (0.5 + 0.5 * min(1.0, 2 * frac))))
@@ -345,6 +363,7 @@ class _INR(Solver):
                 loss = loss + o.tv_weight * _tv_points(self.fld, 4096, self.rays, self.rng)
             loss.backward()
             lval = lval + lp.detach()
+        self.k = k  # the step is taken: a stop before this left the parameters as they were
         self.opt.step()
         self.sched.step()
         if self._poses_move():
@@ -368,11 +387,9 @@ class _INR(Solver):
         anchored, shift = None, None
         if self._poses_move() and o.anchor:
             anchored, shift = _anchor(self.fld, rays, pose, self.yn, self.n_full)
-        shown = self.fld if shift is None else _Translated(self.fld, shift)
-        vol = _volume(shown, rays) * self.scale
-        el = time.perf_counter() - self.t_start
-        extras = {"train_loss": self.loss_value, "samples": getattr(self, "n_s", self.n_full),
-                  "rays_per_s": self.rays_done / max(el, 1e-9), "field": o.field}
+        self.shift = shift
+        vol = self._sampled()
+        extras = self._extras()
         poses = None
         if o.learn_pose:
             poses = pose.as_dict()
@@ -383,6 +400,25 @@ class _INR(Solver):
         model = self._model(anchored, shift) if last else None
         return Report(vol, self.loss_value, heldout=val_loss, poses=poses, model=model,
                       extras=extras)
+
+    @torch.no_grad()
+    def picture(self, iteration: int) -> Report:
+        """The field on the voxel grid, in the frame of the last report, between two reports.
+
+        The held-out error and the anchored poses are left to the reports:
+        they cost several times the picture.
+        """
+        return Report(self._sampled(), self.loss_value, extras=self._extras())
+
+    def _sampled(self) -> torch.Tensor:
+        """The field on the voxel grid (data units), moved by the anchor of the last report."""
+        shown = self.fld if self.shift is None else _Translated(self.fld, self.shift)
+        return _volume(shown, self.rays) * self.scale
+
+    def _extras(self) -> dict[str, Any]:
+        el = time.perf_counter() - self.t_start
+        return {"train_loss": self.loss_value, "samples": getattr(self, "n_s", self.n_full),
+                "rays_per_s": self.rays_done / max(el, 1e-9), "field": self.o.field}
 
     def _model(self, anchored: np.ndarray | None, shift: torch.Tensor | None) -> INRModel:
         o, A = self.o, self.p.A
@@ -422,7 +458,7 @@ class _INR(Solver):
               advanced=True),
         Param("per_tilt_axis", "Per-tilt axis", "Refine the in-plane rotation per tilt",
               advanced=True),
-        Param("loss", "Loss", "Data loss", choices=("smooth_l1", "mse"), advanced=True),
+        Param("loss", "Loss", "Data loss", choices=tuple(OBJECTIVES), advanced=True),
         Param("tv_weight", "TV weight", "TV penalty on random points (0: off)", min=0.0,
               max=100.0, advanced=True),
         Param("val_fraction", "Validation fraction", "Held-out pixels (0 disables)",
@@ -468,12 +504,15 @@ def inr(
     ----------
     A : Projector
         Gives the canonical geometry (angles, volume shape, detector size);
-        the INR integrates along rays itself and does not call ``A``.
+        the INR integrates along rays itself and calls ``A`` only for the
+        steps' ``residual``.
     y : (n_tilts, y, u) canonical tilt series
     iterations : int
         Optimiser steps (each over ``batch_rays`` rays).
     every : int
-        Snapshot interval.
+        Snapshot interval. Between two snapshots a picture comes at least
+        every ``PACE`` seconds of training (the field on the voxel grid,
+        without ``heldout`` and ``poses``), so progress shows on a CPU too.
     x0 : volume, optional
         Warm start: the field is first fitted to this volume.
     mask : bool array like ``y``, optional
@@ -506,7 +545,10 @@ def inr(
     Yields
     ------
     Step
-        The field sampled on the voxel grid; ``poses`` holds the current
+        The field sampled on the voxel grid; ``loss`` is the data term of the
+        last batch of rays (``OBJECTIVES``), ``residual`` that of the
+        sampled volume projected by ``A`` over the training pixels (learned
+        poses are not applied to it); ``poses`` holds the current
         alignment (canonical frame), ``heldout`` the held-out error,
         ``extras`` ``rays_per_s``; the last step's ``model`` is an
         :class:`INRModel` for :func:`render_projections`.

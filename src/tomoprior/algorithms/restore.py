@@ -30,7 +30,7 @@ import torch
 
 from ..operators.base import Projector
 from ..step import Step, last_step
-from ._common import robust_scale
+from ._common import RELATIVE_RESIDUAL, residual_ratio, robust_scale
 from ._declare import Param, method
 from ._driver import Problem, Report, Solver, iterate
 from ._restore_model import RestoreModel, load_model, restore_volume
@@ -49,6 +49,7 @@ MODEL_PARAMS = (
 class _Restore(Solver):
     label = "Restore"
     hint = "lower the base iterations"
+    objective = RELATIVE_RESIDUAL  # the base SIRT's loss, then the restoration's residual
 
     def __init__(self, base: str, model: RestoreModel, batch: int) -> None:
         self.base, self.model, self.batch = base, model, batch
@@ -74,17 +75,20 @@ class _Restore(Solver):
     def report(self, iteration: int, last: bool) -> Report:
         base = self.x if self.base == "wbp" else self.sirt.x
         if not last:
-            return Report(base, None if self.base == "wbp" else self.sirt.loss,
-                          extras={"model": self.model.name})
+            loss, res = (None, None) if self.base == "wbp" else (self.sirt.loss, self.sirt.residual)
+            return Report(base, loss, res, extras={"model": self.model.name})
         vol = base.detach().float().cpu()
         scale = robust_scale(vol.numpy())
         out = restore_volume(self.model.net, vol, scale, batch=self.batch).to(self.p.device)
         self.phase = "restore"
         with torch.no_grad():
-            r = self.p.A(out.to(self.p.A.dtype)) - self.p.y
-            res = float(torch.linalg.vector_norm(r) / torch.linalg.vector_norm(self.p.y).clamp_min(1e-30))
-        return Report(out, res, extras={"model": self.model.name, "scale": scale,
-                                        "reprojection_residual": res})
+            res = residual_ratio(self.p.A(out.to(self.p.A.dtype)) - self.p.y, self.p.y)
+        return Report(out, res, res, extras={"model": self.model.name, "scale": scale,
+                                             "reprojection_residual": res})
+
+    def stopped(self, iteration: int) -> Report:
+        """A stop keeps the base reconstruction reached: the network does not start."""
+        return self.report(iteration, False)
 
 
 @method(
@@ -134,8 +138,9 @@ def restore(
     ------
     Step
         ``phase="base"`` steps while the base runs, then one ``phase="restore"``
-        step with the restored volume; its ``loss`` is the relative
-        reprojection residual ``||A x - y|| / ||y||``.
+        step with the restored volume; ``loss`` is the relative reprojection
+        residual ``||A x - y|| / ||y||`` throughout (the base SIRT's, then the
+        restoration's), the same as ``residual``.
     """
     problem = Problem.build(A, y)
     net = load_model(model or None, A.device)  # a bad model file fails before any computation

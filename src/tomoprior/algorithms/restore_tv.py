@@ -43,7 +43,7 @@ from ._common import estimate_scale, robust_scale, snapshot
 from ._declare import Param, method
 from ._driver import Problem, Report, iterate
 from ._restore_model import RestoreModel, load_model, restore_volume
-from .cstv import _CSTV, SOLVER_PARAMS
+from .cstv import _CSTV, OBJECTIVE, SOLVER_PARAMS
 from .restore import MODEL_PARAMS
 
 __all__ = ["DEFAULT_MU", "restore_tv"]
@@ -54,6 +54,7 @@ DEFAULT_MU = 0.01
 class _RestoreTV(_CSTV):
     label = "Restore + TV"
     hint = "the data may be inconsistent; try a larger lam or mu"
+    objective = f"{OBJECTIVE} + mu/2*||A||^2*||x-x_net||^2"
 
     def __init__(self, model: RestoreModel, mu: float, base_iterations: int, batch: int,
                  **cstv: Any) -> None:
@@ -69,7 +70,8 @@ class _RestoreTV(_CSTV):
         last = None
         for last in sirt(p.A, p.y, iterations=its, every=max(1, its // 10), mask=p.mask):
             # a copy: the network restores last.volume, whatever the consumer does
-            yield Step(iteration=start, volume=last.volume.copy(), loss=last.loss, phase="base",
+            yield Step(iteration=start, volume=last.volume.copy(), loss=last.loss,
+                       residual=last.residual, objective_name=last.objective_name, phase="base",
                        extras={"base_iteration": last.iteration,
                                "phase_fraction": last.iteration / max(1, its)})
         base = last.volume

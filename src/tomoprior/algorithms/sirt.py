@@ -30,6 +30,7 @@ import torch
 
 from ..operators.base import Projector
 from ..step import ResumeState, Step
+from ._common import RELATIVE_RESIDUAL
 from ._declare import Param, method
 from ._driver import Problem, Report, Solver, iterate
 
@@ -79,6 +80,7 @@ class _SIRT(Solver):
 
     label = "SIRT"
     hint = "lower the relaxation"
+    objective = RELATIVE_RESIDUAL  # its loss is the residual itself
     hands_over_state = True
 
     def __init__(self, relaxation: float, nonneg: bool) -> None:
@@ -110,6 +112,11 @@ class _SIRT(Solver):
         self.loss = float(torch.linalg.vector_norm(self.r)) / max(self.y_norm, 1e-30)
         return self.loss
 
+    @property
+    def residual(self) -> float | None:
+        """The relative residual of the current iterate (None for a blank series)."""
+        return self.loss if self.y_norm > 0 else None
+
     def setup(self, p: Problem, x0: Any, start: int) -> Iterator[Step]:
         self._weights(p)
         self.x = p.start_volume(x0)
@@ -134,7 +141,7 @@ class _SIRT(Solver):
     def report(self, iteration: int, last: bool) -> Report:
         if last:  # no update follows: the residual's memory goes before the snapshot
             self.r = None
-        return Report(self.x, self.loss)
+        return Report(self.x, self.loss, self.residual)
 
     def state(self) -> dict[str, Any]:
         return {"x": self.x}
@@ -190,7 +197,8 @@ def sirt(
     Yields
     ------
     Step
-        ``loss`` is the relative residual ``||M(A x - y)|| / ||M y||``.
+        ``loss`` is the relative residual ``||M(A x - y)|| / ||M y||``, the
+        same as ``residual`` (0 for a blank series, whose ``residual`` is None).
     """
     problem = Problem.build(A, y, mask)
     return iterate(_SIRT(relaxation, nonneg), problem, name="sirt", iterations=iterations,

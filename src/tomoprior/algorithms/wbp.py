@@ -24,7 +24,7 @@ import torch
 from ..errors import GeometryError
 from ..operators.base import Projector
 from ..step import Step
-from ._common import as_tensor, release, snapshot
+from ._common import RELATIVE_RESIDUAL, as_tensor, release, residual_ratio, snapshot
 from ._declare import Param, method
 
 __all__ = ["FILTERS", "angular_weights", "ramp_filter", "wbp"]
@@ -116,8 +116,8 @@ def wbp(
     Yields
     ------
     Step
-        A single step holding the reconstruction; ``loss`` is the relative
-        reprojection residual.
+        A single step holding the reconstruction; ``loss`` and ``residual``
+        are its relative reprojection residual (None for a blank series).
     """
     y = as_tensor(y, A)
     return _wbp(A, y, start, filter, nonneg)
@@ -136,9 +136,8 @@ def _wbp(A: Projector, y: torch.Tensor, start: int, filter: str, nonneg: bool) -
             x = A.T(filt)
             if nonneg:
                 x.clamp_(min=0)
-            res = A(x) - y
-            loss = float(torch.linalg.vector_norm(res) / torch.linalg.vector_norm(y).clamp_min(1e-30))
-        yield Step(iteration=start + 1, volume=snapshot(x), loss=loss, total=start + 1,
-                   extras={"filter": filter})
+            residual = residual_ratio(A(x) - y, y)
+        yield Step(iteration=start + 1, volume=snapshot(x), loss=residual, residual=residual,
+                   objective_name=RELATIVE_RESIDUAL, total=start + 1, extras={"filter": filter})
     finally:
         release(A.device)

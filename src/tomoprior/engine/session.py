@@ -220,7 +220,8 @@ class Reconstruction(Iterator[Step]):
         for step in get_method("wbp").function(A, self._slab_data(0, p.volume_shape[1])):
             pass
         assert step is not None
-        return replace(step, iteration=0, loss=None, total=None, phase="preview", resume=None)
+        return replace(step, iteration=0, loss=None, objective_name=None, total=None, phase="preview",
+                       resume=None)
 
     def _steps(self) -> Iterator[Step]:
         gen = self.canonical_steps()
