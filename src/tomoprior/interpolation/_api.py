@@ -133,8 +133,9 @@ def interpolate(
     recon_method : str
         ``reproject``: the reconstruction method (default ``cstv``);
         ``**recon_params`` are its parameters (and ``run`` options such as
-        ``iterations`` or ``bin``... except that binning would change the
-        frames' size and is refused).
+        ``iterations`` or ``bin``: with ``bin=N`` the volume is reconstructed
+        from the binned series and its projections are interpolated back to
+        the input's size).
     device : str
         ``"auto"``, ``"cpu"`` or ``"cuda"``.
 
@@ -151,8 +152,6 @@ def interpolate(
     if method != "reproject" and recon_params:
         raise ParameterError(f"reconstruction parameters ({', '.join(recon_params)}) are for "
                              "method 'reproject'")
-    if recon_params.get("bin", 1) not in (1, None):
-        raise ParameterError("reproject renders frames at the input's size: bin must be 1")
     t0 = time.perf_counter()
     data = _check_series(series, geometry)
     if plan is None:
