@@ -265,3 +265,17 @@ def test_napari_saves_and_opens_ome_zarr_through_the_manifest(make_napari_viewer
     (layer,) = viewer.layers
     np.testing.assert_array_equal(np.asarray(layer.data), vol)
     assert tuple(layer.scale) == pytest.approx((0.5, 0.5, 0.5))
+
+
+def test_reader_carries_the_virtual_frames_of_a_filled_in_series(tmp_path, series, geometry):
+    from tomoprior.interpolation import interpolate, write_sidecar
+
+    dense = interpolate(series, geometry, factor=2, method="linear")
+    path = io.write_tilt_series(tmp_path / "dense.tif", dense.series, dense.geometry)
+    write_sidecar(path, dense)
+    (ld,) = get_reader(str(path))(str(path))
+    frames = ld[1]["metadata"]["virtual_frames"]
+    assert frames["indices"] == [int(i) for i in dense.virtual] and frames["method"] == "linear"
+    (path.with_name("dense.frames.json")).unlink()
+    (plain,) = get_reader(str(path))(str(path))
+    assert "virtual_frames" not in plain[1]["metadata"]

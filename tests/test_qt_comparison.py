@@ -88,9 +88,10 @@ def test_compare_wbp_and_sirt_fills_the_table(viewer, qtbot, notes):
     assert w.table.item(1, 3).text() == f"{w.table.results[1]['ssim']:.3f}"
     layers = w.result_layers()
     assert [lay.name for lay in layers] == ["WBP tiny", "SIRT [it 10/10] tiny"]
-    for lay in layers:
+    for lay, heldout in zip(layers, (0.0, 0.05)):  # WBP fits no pixels: it holds none out
         prov = lay.metadata["provenance"]
-        assert prov["heldout_fraction"] == 0.05 and prov["seed"] == 0
+        assert prov["heldout_fraction"] == heldout and prov["seed"] == 0
+    assert not [m for s, m in notes if s == "warning"]  # nothing ignored, nothing to warn of
     # side by side: grid on, the series hidden, one common scale of contrast
     assert grid_of(viewer).enabled and w.side_by_side.isChecked()
     assert not viewer.layers["tiny"].visible
@@ -186,3 +187,29 @@ def test_profile_line_runs_through_every_method(viewer, qtbot, notes):
     data[:, 1] += 3.0  # 3 nm down in y
     shapes.data = [data]
     assert not np.allclose(w.profile.curves[0][2], before)
+
+
+def test_each_run_warning_is_shown_once_and_the_objective_stays_apart(make_napari_viewer, tiny,
+                                                                      qtbot, notes):
+    """Angles that look like radians: one warning for the whole comparison, in the engine's words."""
+    series, geom, _ = tiny
+    v = make_napari_viewer()
+    md = tilt_series_metadata(angles=np.radians(geom.angles), pixel_size=0.5, angle_source="test",
+                              source="test")
+    data, kwargs, _ = tilt_series_layer_data(series, md, "radians")
+    v.add_image(data, **kwargs)
+    _, w = v.window.add_plugin_dock_widget(PLUGIN, "Compare methods")
+    recs = []
+    w.controller.job_started.connect(lambda ev: recs.append(ev.rec))
+    choose(w, wbp=1, cstv=4)
+    w.run_button.click()
+    qtbot.waitUntil(lambda: not w.controller.busy, timeout=120_000)
+    assert w.controller.state.value == "done" and len(recs) == 2
+    expected = recs[0].warnings
+    assert len(expected) == 1 and "radians" in expected[0] and recs[1].warnings == expected
+    assert [m for s, m in notes if s == "warning"] == expected
+    # the table's residual is the comparable figure; CS-TV's own objective is only a tooltip
+    cstv = recs[1].last
+    tip = w.table.item(1, 0).toolTip()
+    assert f"{cstv.objective_name} = {cstv.loss:.4g}" in tip and "not comparable" in tip
+    assert not notes.errors()

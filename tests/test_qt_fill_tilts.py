@@ -89,3 +89,34 @@ def test_fill_in_with_a_bad_model_shows_one_error(widget, qtbot, notes, monkeypa
     _fill(widget, qtbot, factor=2, method="learned")
     assert widget.fill.layer is None
     assert any("model file not found" in m for m in notes.errors())
+
+
+def test_a_run_from_a_filled_in_series_records_its_virtual_frames(widget, qtbot, notes):
+    w = widget
+    assert w.tilt.virtual_label.isHidden()  # the measured series has none
+    _fill(w, qtbot, factor=2, method="linear")  # 9 frames: -40, -30, ..., 40; odd ones virtual
+    w.tilt.set_layer(w.fill.layer)
+    assert not w.tilt.virtual_label.isHidden()
+    assert w.tilt.virtual_label.text() == "4 of 9 frames are virtual (linear)"
+    w.tilt.range_min.setValue(-25)  # keeps -20 .. 40: frames 2 to 8
+    w.method_panel.set_method("sirt")
+    w.method_panel.page.iterations.setValue(2)
+    w.run_button.click()
+    qtbot.waitUntil(lambda: not w.controller.busy, timeout=60_000)
+    assert w.controller.state.value == "done"
+    prov = w.last_layer.metadata["provenance"]
+    assert prov["kept_tilts"] == [2, 3, 4, 5, 6, 7, 8]
+    virtual = prov["virtual_frames"]
+    assert virtual["indices"] == [3, 5, 7] and virtual["method"] == "linear"
+    assert virtual["positions"] == [1, 3, 5] and virtual["count"] == 3
+    assert not notes.errors()
+
+
+def test_virtual_frames_are_read_from_either_form_of_metadata():
+    from tomoprior._qt.fill_tilts import virtual_frames
+
+    filled = {"virtual_frames": [3, 1], "interpolation": {"method": "learned"}}
+    assert virtual_frames(filled) == {"indices": [1, 3], "method": "learned"}
+    read = {"virtual_frames": {"indices": [2], "method": "reproject", "measured": 4}}
+    assert virtual_frames(read) == {"indices": [2], "method": "reproject"}
+    assert virtual_frames({"virtual_frames": []}) is None and virtual_frames({}) is None

@@ -428,3 +428,50 @@ def test_live_layer_final_picture_of_the_last_step_is_not_drawn_twice(make_napar
     assert layer.metadata["run_state"] == "finished"
     live.show(vol.copy(), name="r done", scale=(1.0,) * 3)  # a new array is always shown
     assert len(updates) == 1
+
+
+def test_progress_plots_the_residual_and_names_the_objective_apart(qtbot):
+    """The comparable residual is drawn and shown; the method's objective only under its name."""
+    from tomoprior._qt.controller import RunState
+    from tomoprior._qt.progress import RunProgress
+
+    p = RunProgress()
+    qtbot.addWidget(p)
+    p.begin(1)
+    p.job_started(0, "CS-TV")
+    vol = np.zeros((2, 2, 2), np.float32)
+    name = "0.5||M(Ax-y)||^2 + lam*TV(x)"
+    for it in (1, 2, 3):
+        p.show_step(0, Step(iteration=it, volume=vol, loss=2000.0 / it, residual=0.1 / it,
+                            objective_name=name, total=3, heldout=1e-3), 1.0)
+    plot = p.loss
+    assert plot.label == "residual" and "the same measure" in plot.toolTip()
+    assert [round(10**y, 6) for _, y in plot.train] == [0.1, 0.05, round(0.1 / 3, 6)]
+    hover = plot.values_at(1.0)
+    assert hover.startswith("residual 0.03333") and f"{name} = 666.7" in hover
+    assert "loss" not in hover
+    assert "residual 0.03333" in p.status.text() and "666.7" not in p.status.text()
+    assert p.status.toolTip() == f"{name} = 666.7"
+    p.end(RunState.DONE)
+    assert "Final residual 0.03333" in p.status.text()
+
+
+def test_progress_falls_back_to_the_named_objective_without_a_residual(qtbot):
+    from tomoprior._qt.progress import RunProgress
+
+    p = RunProgress()
+    qtbot.addWidget(p)
+    p.begin(1)
+    p.job_started(0, "INR")
+    vol = np.zeros((2, 2, 2), np.float32)
+    p.show_step(0, Step(iteration=1, volume=vol, loss=5.0, objective_name="MSE + TV", total=9),
+                1.0)
+    p.show_step(0, Step(iteration=2, volume=vol, loss=4.0, objective_name="MSE + TV", total=9),
+                1.0)
+    assert p.loss.label == "MSE + TV" and "not comparable" in p.loss.toolTip()
+    assert len(p.loss.train) == 2 and "residual" not in p.status.text()
+    assert p.loss.values_at(1.0).startswith("MSE + TV 4")
+    # a residual arrives: the curve starts again, as the residual
+    p.show_step(0, Step(iteration=3, volume=vol, loss=3.0, residual=0.2, total=9), 1.0)
+    assert p.loss.label == "residual" and [10**y for _, y in p.loss.train] == pytest.approx([0.2])
+    p.loss.grab()  # paints the long name elided

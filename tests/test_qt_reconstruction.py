@@ -497,3 +497,24 @@ def test_unticked_tilts_are_left_out_and_recorded(widget, qtbot):
     prov = out.metadata["provenance"]
     assert prov["excluded_tilts"] == [0, 12] and 0 not in prov["kept_tilts"]
     assert prov["kept_angles"][0] == pytest.approx(-50)
+
+
+def test_the_run_shows_the_residual_and_keeps_the_objective_under_its_name(widget, qtbot):
+    w = widget
+    w.method_panel.set_method("cstv")
+    w.method_panel.page.iterations.setValue(6)
+    w.method_panel.page.every.setValue(2)
+    steps = []
+    w.controller.step.connect(lambda ev: steps.append(ev.step))
+    w.run_button.click()
+    qtbot.waitUntil(lambda: not w.controller.busy, timeout=120_000)
+    last = steps[-1]
+    assert last.phase == "iterate" and last.residual is not None and last.loss != last.residual
+    plot = w.progress.loss
+    assert plot.label == "residual"
+    assert 10 ** plot.train[-1][1] == pytest.approx(last.residual, rel=1e-6)
+    assert f"{last.objective_name} = " in plot.values_at(1.0)
+    assert f"Final residual {last.residual:.4g}" in w.progress.status.text()
+    prov = w.last_layer.metadata["provenance"]
+    assert prov["final_residual"] == pytest.approx(last.residual)
+    assert prov["final_objective"]["name"] == last.objective_name

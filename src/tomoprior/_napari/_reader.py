@@ -137,6 +137,7 @@ def layer_data_from_file(path: PathLike) -> LayerData:
         source=str(f.path),
         warnings=list(f.warnings),
         shifts=None if geom is None else geom.shifts,
+        **({"virtual_frames": f.virtual_frames} if f.virtual_frames else {}),
     )
     return tilt_series_layer_data(f.data, md, name)
 

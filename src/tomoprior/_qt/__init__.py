@@ -15,8 +15,9 @@ magicgui. One widget per module:
 ``device_picker``   device combo with its description
 ``controller``      RunController: at most one background worker, typed run state;
                     TaskRunner: the same for one function with progress messages
-``progress``        progress bar, times and the live loss plot
-``loss_plot``       the tiny QPainter loss plot (hover shows values)
+``closing``         a dock's work ends quietly with its window or its dock
+``progress``        progress bar, times, residual and the live plot
+``loss_plot``       the tiny QPainter plot of the residual per iteration (hover shows values)
 ``search_plot``     held-out error against λ during a λ search
 ``progress_bar``    a progress bar that schedules its repaints (QProgressBar repaints at once)
 ``live_layer``      the one result layer a run updates in place; shared contrast
@@ -25,6 +26,8 @@ magicgui. One widget per module:
 ``difference``      difference maps (method minus reference)
 ``profile_plot``    line profiles of the compared methods (one colour each)
 ``tilt_list``       the tilts with thumbnails, to untick bad frames
+``fill_tilts``      "Fill in tilts": a denser series with virtual frames; which frames are
+                    virtual in a layer
 ``messages``        one-line user messages and notifications
 ``common``          scroll-area host and the "stop and restart?" question
 """

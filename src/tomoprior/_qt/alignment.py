@@ -50,6 +50,7 @@ from .._napari.align_model import (
 )
 from ..alignment import METHODS, AlignOptions, write_transforms
 from ..errors import TomopriorError
+from .closing import WorkGuard
 from .common import ScrollHost
 from .controller import RunState, TaskOutcome, TaskRunner
 from .device_picker import DevicePicker
@@ -170,6 +171,7 @@ class AlignmentWidget(ScrollHost):
         self._connect()
         self._on_method()
         self._recentre()
+        self.guard = WorkGuard(self, self.end_work)
 
     # -- layout and wiring ----------------------------------------------------------------
     def _hide_row(self, field: QWidget) -> None:
@@ -460,12 +462,28 @@ class AlignmentWidget(ScrollHost):
         notify_info("Saved " + ", ".join(q.name for q in paths))
 
     def shutdown(self, timeout: float = 10.0) -> None:
-        """Stop and wait for the workers; used when the widget or the viewer closes."""
+        """Stop and wait for the workers, reporting their end as usual; for scripts and tests."""
         self._pending = None
         for t in (self.task, self.preview_task):
             t.stop()
             t.wait(timeout)
 
+    def end_work(self) -> bool:
+        """Stop the alignment and the preview quietly (the widget, its dock or the viewer closes).
+
+        Nothing more is shown; returns whether their threads have finished.
+        """
+        self._pending = None
+        self.debounce.stop()
+        self.clock.stop()
+        running = self.task.busy
+        task_ended = self.task.close()
+        preview_ended = self.preview_task.close()
+        if running:
+            self.bar.setRange(0, 1)
+            self.status.setText("Stopped; nothing was changed.")
+        return task_ended and preview_ended
+
     def closeEvent(self, event: Any) -> None:
-        self.shutdown()
+        self.end_work()
         super().closeEvent(event)

@@ -1,12 +1,15 @@
 """The Compare methods dock widget: several methods, one tilt selection, side by side.
 
 The methods run one after another in ONE worker, each streaming live into
-its own layer, all on the same tilt selection and with the same 5 % of
-detector pixels held out (``heldout=0.05``, same seed) so that their
-held-out errors compare. Then napari's grid mode shows them side by side
-(same slice, one camera) with contrast limits on a common scale, and a
-table lists, per method, the reprojection residual, the held-out error,
-SSIM and PSNR against an optional reference volume, and the compute time.
+its own layer, all on the same tilt selection and, those that fit pixels,
+with the same 5 % of detector pixels held out (``heldout=0.05``, same
+seed) so that their held-out errors compare. Then napari's grid mode shows
+them side by side (same slice, one camera) with contrast limits on a
+common scale, and a table lists, per method, the reprojection residual (the
+one figure every method has in the same sense; a method's own objective is
+only in the method cell's tooltip), the held-out error, SSIM and PSNR
+against an optional reference volume, and the compute time. What a run
+warns of is shown once, however many methods warn of it.
 "Difference map" adds the selected method minus the reference (or minus the
 first method) as a new layer.
 """
@@ -35,16 +38,17 @@ from .._napari._layers import KIND_KEY, TILT_SERIES, napari_unit
 from ..algorithms import METHODS, Method
 from ..device import resolve_device
 from ..errors import DataError, TomopriorError
+from .closing import WorkGuard
 from .common import ScrollHost, ask_stop_and_restart
 from .controller import Job, JobFinished, JobStarted, JobStep, RunController, RunFailed, RunState
 from .device_picker import DevicePicker
 from .difference import add_difference_layer
 from .live_layer import LiveLayer, shared_limits
-from .messages import notify_error, user_message
+from .messages import notify_error, notify_warning, user_message
 from .method_panel import MethodPage, MethodPanel
 from .metrics_table import MetricsTable
 from .profile_plot import ProfilePlot
-from .progress import RunProgress
+from .progress import RunProgress, objective_text
 from .results import layer_name, placement, result_metadata
 from .tilt_panel import TiltPanel
 
@@ -163,7 +167,8 @@ class ComparisonWidget(ScrollHost):
         buttons.addWidget(self.stop_button)
         lay.addLayout(buttons)
         lay.addWidget(self.progress)
-        note = QLabel(f"All methods hold out the same {HELDOUT:.0%} of detector pixels.")
+        note = QLabel(f"All methods that fit pixels hold out the same {HELDOUT:.0%} of "
+                      "detector pixels.")
         note.setStyleSheet("color: gray;")
         lay.addWidget(note)
         lay.addWidget(self.table)
@@ -195,12 +200,14 @@ class ComparisonWidget(ScrollHost):
         c.job_finished.connect(self._on_job_finished)
         c.failed.connect(self._on_failed)
         c.run_ended.connect(self._on_run_ended)
+        c.warning.connect(notify_warning)
         layers = napari_viewer.layers
         layers.events.inserted.connect(self._refresh_references)
         layers.events.removed.connect(self._refresh_references)
         self.tilt.changed.connect(self._pick_ground_truth)
         self._refresh_references()
         self._pick_ground_truth()
+        self.guard = WorkGuard(self, self.end_work)
 
     # -- line profiles ----------------------------------------------------------------
     def add_profile_line(self) -> Any:
@@ -297,6 +304,8 @@ class ComparisonWidget(ScrollHost):
         ref_layer = self.reference_layer()
         reference = None if ref_layer is None else np.asarray(ref_layer.data, dtype=np.float32)
         series, geometry, kwargs, source = req.series, req.geometry, req.kwargs, req.source
+        if req.virtual is not None:  # recorded in the provenance: the frames kept that are virtual
+            kwargs = {**kwargs, "virtual": req.virtual}
 
         def evaluate(rec: Any) -> dict:
             vol = rec.last.volume
@@ -325,7 +334,8 @@ class ComparisonWidget(ScrollHost):
                     iterations=its,
                     every=m.default_every,
                     device=device,
-                    heldout=HELDOUT,
+                    # a method that fits no pixels (WBP) would only warn that it ignores it
+                    heldout=HELDOUT if m.capabilities.uses_mask else 0.0,
                     seed=SEED,
                     source=source,
                     preview=True,
@@ -407,7 +417,9 @@ class ComparisonWidget(ScrollHost):
         self._show(ev.index, ev.rec.last, "stopped" if ev.stopped else "done", final=True)
         self.update_profile()
         note = ev.error or ev.results.get("reference_note", "")
-        self.table.set_results(ev.index, ev.results, note)
+        last = ev.rec.last
+        objective = objective_text(last) if last is not None else ""
+        self.table.set_results(ev.index, {**ev.results, "objective": objective}, note)
         if ev.error:
             notify_error(f"{ev.job.label}: the figures could not be computed: {ev.error}")
 
@@ -513,6 +525,18 @@ class ComparisonWidget(ScrollHost):
             show_name(diff, True)
         return diff
 
+    def end_work(self) -> bool:
+        """Stop the comparison quietly (the widget, its dock or the viewer closes).
+
+        Nothing more is shown; returns whether its thread has finished.
+        """
+        self._queued = None
+        running = self.controller.busy
+        ended = self.controller.close()
+        if running:
+            self.progress.end(RunState.STOPPED)
+        return ended
+
     def closeEvent(self, event: Any) -> None:
-        self.controller.shutdown()
+        self.end_work()
         super().closeEvent(event)

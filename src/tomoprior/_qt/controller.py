@@ -17,6 +17,13 @@ reconstruction *in the worker thread* (releasing its resources) and reports
 the job as stopped, keeping its last volume. Exceptions never leave the
 worker: they become a :class:`RunFailed` event with a one-line message.
 
+:meth:`RunController.close` is the quiet end for a closing viewer or a
+removed dock: it stops the run, cuts the worker's link to the controller
+(nothing more is reported, events already on their way are dropped) and
+returns once the worker thread has finished, without processing Qt events,
+so no signal reaches a widget that is going away and no thread outlives
+the window.
+
 :class:`TaskRunner` is the same idea for one plain function that reports
 progress through a callback (e.g. the alignment): one worker, a typed
 state, messages relayed to the main thread, Stop checked at every message.
@@ -24,6 +31,7 @@ state, messages relayed to the main thread, Stop checked at every message.
 
 from __future__ import annotations
 
+import atexit
 import enum
 import threading
 import time
@@ -31,7 +39,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from qtpy.QtCore import QObject, QTimer, Signal
+from qtpy.QtCore import QObject, Qt, QTimer, Signal
 
 from .._priority import lower_thread_priority
 from ..cancel import StopRequested, stop_when
@@ -77,6 +85,7 @@ def warm_up_torch() -> None:
 
 
 HOLD_S = 1.0  # the longest the worker waits for its first picture to be drawn
+CLOSE_WAIT_S = 5.0  # the longest close() waits for a stopped worker thread to finish
 
 
 def _hold(drawn: threading.Event, stop: threading.Event, limit: float = HOLD_S) -> None:
@@ -96,6 +105,95 @@ def _wait_idle(owner: Any, timeout: float) -> bool:
         QApplication.processEvents()
         time.sleep(0.01)
     return not owner.busy
+
+
+#: ``(stop, ended)`` events of every worker thread still running, for the exit below
+_RUNNING: set[tuple[threading.Event, threading.Event]] = set()
+
+
+@atexit.register
+def _end_at_exit(timeout: float = CLOSE_WAIT_S) -> None:
+    """At interpreter exit: stop the worker threads still running and wait for them.
+
+    A script may end (or napari's window close) while a run goes on; Python
+    must not tear down the objects a worker still uses. Only plain events
+    are touched here, never a Qt object.
+    """
+    running = list(_RUNNING)
+    for stop, _ in running:
+        stop.set()
+    end = time.monotonic() + timeout
+    for _, ended in running:
+        ended.wait(max(0.0, end - time.monotonic()))
+
+
+class _Link(QObject):
+    """Carries one worker's signals (and a task's messages) to its owner until :meth:`cut`.
+
+    A child of the owner: when the owner is deleted the link goes with it,
+    Qt drops its connections and the events still queued for it, and the
+    worker is told to ``stop``. ``ended`` is set in the worker thread as the
+    worker finishes, so the main thread can wait for it without running the
+    event loop.
+    """
+
+    message = Signal(str)  # emitted in the worker thread by a task's progress callback
+
+    def __init__(
+        self, owner: QObject, worker: Any, stop: threading.Event, **slots: Callable[..., None]
+    ) -> None:
+        super().__init__(owner)
+        self.ended = ended = threading.Event()
+        self._slots: dict[str, Callable[..., None]] = slots
+        entry = (stop, ended)
+        _RUNNING.add(entry)
+
+        def finished() -> None:  # in the worker thread
+            ended.set()
+            _RUNNING.discard(entry)
+
+        worker.finished.connect(finished, Qt.ConnectionType.DirectConnection)
+        for name in slots:
+            source = self.message if name == "message" else getattr(worker, name)
+            source.connect(getattr(self, f"on_{name}"))
+        self.destroyed.connect(stop.set)
+
+    def cut(self) -> None:
+        """Nothing more reaches the owner (events already queued included)."""
+        self._slots = {}
+
+    def _relay(self, name: str, *args: Any) -> None:
+        slot = self._slots.get(name)
+        if slot is not None:
+            slot(*args)
+
+    def on_yielded(self, value: Any) -> None:
+        self._relay("yielded", value)
+
+    def on_returned(self, value: Any) -> None:
+        self._relay("returned", value)
+
+    def on_message(self, text: str) -> None:
+        self._relay("message", text)
+
+    def on_warned(self, args: tuple) -> None:
+        self._relay("warned", args)
+
+    def on_finished(self) -> None:
+        self._relay("finished")
+        self.deleteLater()
+
+
+def _close_link(link: _Link | None, cancel: threading.Event, timeout: float) -> bool:
+    """Set ``cancel``, cut ``link`` and wait (events not processed) until its worker ended."""
+    cancel.set()
+    if link is None:
+        return True
+    link.cut()
+    ended = link.ended.wait(timeout)
+    if ended:
+        link.deleteLater()
+    return ended
 
 
 class RunState(str, enum.Enum):
@@ -177,6 +275,8 @@ class RunController(QObject):
     job_finished(JobFinished)
     failed(RunFailed)
     run_ended(RunState)     after the worker thread has finished
+    warning(str)            a one-line warning about the run, each text once per run:
+                            the Reconstruction's ``warnings`` and what the worker warned
     """
 
     state_changed = Signal(object)
@@ -185,6 +285,7 @@ class RunController(QObject):
     job_finished = Signal(object)
     failed = Signal(object)
     run_ended = Signal(object)
+    warning = Signal(str)
 
     def __init__(self, parent: QObject | None = None, *, interval_ms: int = 200) -> None:
         super().__init__(parent)
@@ -193,12 +294,15 @@ class RunController(QObject):
         self.steps_received = 0
         self.steps_shown = 0
         self._worker: Any = None
+        self._link: _Link | None = None
         self._gen: Iterator | None = None
         self._stop = threading.Event()
+        self._closing = threading.Event()  # set by close(): skip the figures, report nothing
         self._pending: JobStep | None = None
         self._drawn = threading.Event()  # the first picture of the current job is on screen
         self._released = -1  # the job whose first picture released the worker
         self._outcome = RunState.DONE
+        self._warned: set[str] = set()  # the warnings shown in this run
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self._flush)
@@ -215,17 +319,23 @@ class RunController(QObject):
             raise RuntimeError("a run is in progress: stop it first")
         from napari.qt.threading import create_worker
 
-        self._stop = threading.Event()
-        # the worker stops when the widget goes away (e.g. the viewer is closed)
-        self.destroyed.connect(self._stop.set)
+        stop = self._stop = threading.Event()
+        closing = self._closing = threading.Event()
         self._pending = None
         self._drawn, self._released = threading.Event(), -1
         self._outcome = RunState.DONE
+        self._warned = set()
         self.steps_received = self.steps_shown = 0
-        self._gen = self._work(list(jobs), self._stop, self._drawn)
-        worker = create_worker(lambda: (yield from self._gen), _start_thread=False)
-        worker.yielded.connect(self._on_event)
-        worker.finished.connect(self._on_worker_finished)
+        gen = self._gen = self._work(list(jobs), stop, self._drawn, closing)
+        worker = create_worker(lambda: (yield from gen), _start_thread=False)
+        # napari shows every warning of a worker as it comes: the run's are shown once
+        # here instead, whichever of its jobs warns
+        try:
+            worker.warned.disconnect()
+        except TypeError:  # nothing connected
+            pass
+        self._link = _Link(self, worker, stop, yielded=self._on_event, warned=self._on_warned,
+                           finished=self._on_worker_finished)
         self._worker = worker
         self._set_state(RunState.RUNNING)
         worker.start()
@@ -241,13 +351,39 @@ class RunController(QObject):
         return _wait_idle(self, timeout)
 
     def shutdown(self, timeout: float = 10.0) -> None:
-        """Stop and wait; used when the widget or the viewer closes."""
+        """Stop and wait, reporting the end of the run as usual; for scripts and tests."""
         self.stop()
         self.wait(timeout)
 
+    def close(self, timeout: float = CLOSE_WAIT_S) -> bool:
+        """End the run quietly: for a closing viewer or a removed dock.
+
+        Stops the run and reports nothing more about it than ``state_changed``
+        (STOPPED, at once): no step, result or end, not even for the events
+        already queued. Then waits up to ``timeout`` seconds, without
+        processing Qt events, until the worker thread has finished. Returns
+        whether it has (True when nothing was running); a worker still
+        running then ends by itself, unheard. The controller can start a new
+        run afterwards.
+        """
+        link, worker, gen = self._link, self._worker, self._gen
+        self._timer.stop()
+        self._pending = None
+        if worker is None:
+            return True
+        self._closing.set()
+        self._link = self._worker = self._gen = None
+        self._set_state(RunState.STOPPED)
+        ended = _close_link(link, self._stop, timeout)
+        if ended and gen is not None:
+            gen.close()  # only does work when napari aborted the worker between two steps
+        return ended
+
     # -- worker side ----------------------------------------------------------------
     @staticmethod
-    def _work(jobs: list[Job], stop: threading.Event, drawn: threading.Event) -> Iterator[Any]:
+    def _work(
+        jobs: list[Job], stop: threading.Event, drawn: threading.Event, closing: threading.Event
+    ) -> Iterator[Any]:
         lower_thread_priority()  # the canvas draws first when both want a core
         for i, job in enumerate(jobs):
             if stop.is_set():
@@ -272,7 +408,8 @@ class RunController(QObject):
                 rec.close()
                 results, error = {}, ""
                 shown = rec.last is not None and rec.last.phase != "preview"
-                if job.evaluate is not None and shown:  # a preview is not the method's result
+                # a preview is not the method's result; a closing widget shows nothing
+                if job.evaluate is not None and shown and not closing.is_set():
                     try:
                         results = job.evaluate(rec)
                     except Exception as exc:
@@ -305,6 +442,8 @@ class RunController(QObject):
         elif isinstance(ev, JobStarted):
             self._pending = None
             self.job_started.emit(ev)
+            for text in getattr(ev.rec, "warnings", None) or ():
+                self._warn(str(text))
         elif isinstance(ev, JobFinished):
             self._flush()
             if ev.stopped:
@@ -314,6 +453,15 @@ class RunController(QObject):
             self._flush()
             self._outcome = RunState.FAILED
             self.failed.emit(ev)
+
+    def _on_warned(self, args: tuple) -> None:
+        """A warning issued in the worker (``warnings.showwarning``'s arguments)."""
+        self._warn(str(args[0]) if args else "")
+
+    def _warn(self, text: str) -> None:
+        if text and text not in self._warned:
+            self._warned.add(text)
+            self.warning.emit(text)
 
     def _flush(self) -> None:
         ev, self._pending = self._pending, None
@@ -333,7 +481,7 @@ class RunController(QObject):
         gen, self._gen = self._gen, None
         if gen is not None:
             gen.close()  # only does work when the worker was aborted from outside
-        self._worker = None
+        self._worker = self._link = None
         outcome = self._outcome
         if outcome == RunState.DONE and self._stop.is_set():
             outcome = RunState.STOPPED
@@ -377,9 +525,9 @@ class TaskRunner(QObject):
         self.what = what
         self.state = RunState.IDLE
         self._worker: Any = None
+        self._link: _Link | None = None
         self._outcome: TaskOutcome | None = None
         self._cancel = threading.Event()
-        self.destroyed.connect(lambda *_: self._cancel.set())
 
     @property
     def busy(self) -> bool:
@@ -392,12 +540,13 @@ class TaskRunner(QObject):
         from napari.qt.threading import create_worker
 
         cancel = self._cancel = threading.Event()
-        relay, what = self.message, self.what
+        what = self.what
+        link: _Link | None = None  # set before the worker starts
 
         def progress(msg: str) -> None:
             if cancel.is_set():
                 raise TaskCancelled(what)
-            relay.emit(str(msg))
+            link.message.emit(str(msg))
 
         def work() -> TaskOutcome:
             lower_thread_priority()
@@ -413,8 +562,8 @@ class TaskRunner(QObject):
 
         self._outcome = None
         worker = create_worker(work, _start_thread=False)
-        worker.returned.connect(self._on_returned)
-        worker.finished.connect(self._on_finished)
+        link = self._link = _Link(self, worker, cancel, returned=self._on_returned,
+                                  message=self.message.emit, finished=self._on_finished)
         self._worker = worker
         self._set_state(RunState.RUNNING)
         worker.start()
@@ -429,6 +578,18 @@ class TaskRunner(QObject):
         """Block (processing Qt events) until the task has ended; for scripts and tests."""
         return _wait_idle(self, timeout)
 
+    def close(self, timeout: float = CLOSE_WAIT_S) -> bool:
+        """End the task quietly: ``state_changed`` (STOPPED) and nothing more, no ``finished``.
+
+        As :meth:`RunController.close`; returns whether its thread has ended.
+        """
+        link, worker = self._link, self._worker
+        if worker is None:
+            return True
+        self._worker = self._link = self._outcome = None
+        self._set_state(RunState.STOPPED)
+        return _close_link(link, self._cancel, timeout)
+
     def _set_state(self, state: RunState) -> None:
         self.state = state
         self.state_changed.emit(state)
@@ -437,7 +598,7 @@ class TaskRunner(QObject):
         self._outcome = outcome
 
     def _on_finished(self) -> None:
-        self._worker = None
+        self._worker = self._link = None
         outcome = self._outcome or TaskOutcome(RunState.FAILED, message=f"{self.what} failed")
         self._set_state(outcome.state)
         self.finished.emit(outcome)

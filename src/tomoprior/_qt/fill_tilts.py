@@ -9,13 +9,15 @@ in a background worker), and adds the result as a new tilt-series layer:
 the indices of the virtual ones and ``metadata["interpolation"]`` the record
 the command line writes to ``OUT.frames.json``. The canvas overlay names the
 angle of the frame in view and marks a virtual frame (:mod:`.tilt_overlay`).
-Nothing here changes what the Run button reconstructs.
+Nothing here changes what the Run button reconstructs; a run from a
+filled-in layer records in its provenance which of its frames were virtual
+(:func:`virtual_frames` reads them from a layer's metadata).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -35,13 +37,36 @@ from .controller import RunState, TaskOutcome, TaskRunner
 from .messages import notify_error, user_message
 from .progress import format_seconds
 
-__all__ = ["FillTiltsPanel"]
+__all__ = ["FillTiltsPanel", "virtual_frames"]
 
 METHODS = {
     "learned": "Learned (network trained on simulated nanoclusters)",
     "linear": "Linear blend of the two neighbours",
     "reproject": "Reprojection of a CS-TV reconstruction",
 }
+
+
+def virtual_frames(metadata: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The virtual frames of a series layer, ``{"indices": [...], "method": kind}``, or None.
+
+    A filled-in layer lists their indices in ``metadata["virtual_frames"]``
+    and its method in ``metadata["interpolation"]``; a series read with its
+    ``.frames.json`` sidecar holds ``{"indices": ..., "method": ...}`` there.
+    The result is what :func:`tomoprior.run` takes as ``virtual=``.
+    """
+    given = metadata.get("virtual_frames")
+    if not given:
+        return None
+    method = None
+    if isinstance(given, Mapping):
+        method, given = given.get("method"), given.get("indices") or ()
+    interpolation = metadata.get("interpolation")
+    if not method and isinstance(interpolation, Mapping):
+        method = interpolation.get("method")
+    indices = sorted({int(i) for i in given})
+    if not indices:
+        return None
+    return {"indices": indices, "method": str(method or "interpolated")}
 
 
 class FillTiltsPanel(QGroupBox):
@@ -125,6 +150,14 @@ class FillTiltsPanel(QGroupBox):
         self._t0 = time.monotonic()
         self.status.setText(f"Filling in {plan.n_virtual} frames ({opts['method']})…")
         self.task.start(job, device=device)
+
+    def end_work(self) -> bool:
+        """Stop a fill-in quietly (its widget closes); whether its thread has ended."""
+        if not self.task.busy:
+            return True
+        ended = self.task.close()
+        self.status.setText("Stopped; nothing was added.")
+        return ended
 
     def _on_finished(self, out: TaskOutcome) -> None:
         elapsed = format_seconds(time.monotonic() - self._t0)

@@ -1,4 +1,12 @@
-"""A tiny live loss plot drawn with QPainter (log-scale y, no matplotlib)."""
+"""A tiny live plot of a run's data residual, drawn with QPainter (log-scale y, no matplotlib).
+
+It draws the relative data residual ``||Ax - y|| / ||y||`` of each step
+(``Step.residual``): the same measure for every method, so curves of two
+methods compare. A step without one falls back to the method's own
+objective (``Step.loss``), labelled by its ``objective_name``, never as a
+plain "loss". The objective of a step that has both is kept for the hover
+text only.
+"""
 
 from __future__ import annotations
 
@@ -8,36 +16,54 @@ from qtpy.QtCore import QPointF, QRectF, Qt
 from qtpy.QtGui import QColor, QFont, QPainter, QPainterPath, QPen
 from qtpy.QtWidgets import QSizePolicy, QWidget
 
-__all__ = ["LossPlot"]
+__all__ = ["RESIDUAL", "LossPlot"]
 
+RESIDUAL = "residual"
 TRAIN_COLOR = QColor(80, 170, 255)
 VAL_COLOR = QColor(255, 160, 60)
 
 
 class LossPlot(QWidget):
-    """Training loss and (when present) validation loss against the iteration.
+    """The data residual (else the method's objective) and the held-out error per iteration.
 
-    ``add(iteration, loss, val_loss)`` appends a point; ``clear()`` starts
-    over. Non-positive or non-finite values are skipped (log scale). The
-    mouse wheel zooms the iteration axis about the cursor (the loss axis
-    fits the points in view); a double click shows everything again.
+    ``add(iteration, value, val_loss, note)`` appends a point of the blue
+    curve named ``label`` (``"residual"``, or the objective's name), an
+    orange held-out point, and ``note`` (the method's objective, as text)
+    for the hover text; ``clear()`` starts over. Non-positive or non-finite
+    values are skipped (log scale). The mouse wheel zooms the iteration axis
+    about the cursor (the value axis fits the points in view); a double
+    click shows everything again.
     """
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.train: list[tuple[float, float]] = []
         self.val: list[tuple[float, float]] = []
+        self.notes: dict[float, str] = {}  # iteration -> the method's objective, as text
+        self.label = RESIDUAL
         self.setMinimumHeight(90)
         self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
         self.setFixedHeight(110)
         self.view: tuple[float, float] | None = None  # zoomed iteration range, None = all
-        self.setToolTip("Loss per iteration (log scale): blue = data fit, orange = held-out "
-                        "pixels. Wheel: zoom; double click: show all")
+        self.set_label(RESIDUAL)
         self.setMouseTracking(True)  # hovering shows the values under the cursor
+
+    def set_label(self, label: str) -> None:
+        """Name the blue curve: ``"residual"``, or the method's objective when it has none."""
+        self.label = label
+        what = (
+            "Relative data residual ‖Ax − y‖ / ‖y‖ (the same measure for every method)"
+            if label == RESIDUAL
+            else f"The method's own objective, {label} (not comparable between methods)"
+        )
+        self.setToolTip(f"{what} per iteration, log scale: blue; the error on held-out "
+                        "pixels: orange. Wheel: zoom; double click: show all")
+        self.update()
 
     def clear(self) -> None:
         self.train.clear()
         self.val.clear()
+        self.notes.clear()
         self.view = None
         self.update()
 
@@ -68,13 +94,17 @@ class LossPlot(QWidget):
         self.view = None
         self.update()
 
-    def add(self, iteration: int, loss: float | None, val_loss: float | None = None) -> None:
-        for series, value in ((self.train, loss), (self.val, val_loss)):
-            if value is None:
+    def add(
+        self, iteration: int, value: float | None, val_loss: float | None = None, note: str = ""
+    ) -> None:
+        for series, v in ((self.train, value), (self.val, val_loss)):
+            if v is None:
                 continue
-            v = float(value)
+            v = float(v)
             if math.isfinite(v) and v > 0:
                 series.append((float(iteration), math.log10(v)))
+        if note:
+            self.notes[float(iteration)] = note
         self.update()
 
     def values_at(self, fraction: float) -> str:
@@ -84,10 +114,13 @@ class LossPlot(QWidget):
             return ""
         x = bounds[0] + fraction * (bounds[1] - bounds[0])
         parts = []
-        for series, label in ((self.train, "loss"), (self.val, "held-out")):
+        for series, label in ((self.train, self.label), (self.val, "held-out")):
             if series:
                 it, y = min(series, key=lambda p: abs(p[0] - x))
                 parts.append(f"{label} {10**y:.4g} (it {it:g})")
+        if self.notes:
+            it = min(self.notes, key=lambda i: abs(i - x))
+            parts.append(f"{self.notes[it]} (it {it:g})")
         return " · ".join(parts)
 
     def mouseMoveEvent(self, event) -> None:
@@ -135,7 +168,7 @@ class LossPlot(QWidget):
         bounds = self._bounds()
         if bounds is None:
             p.setPen(dim)
-            p.drawText(plot, Qt.AlignCenter, "loss (log scale) appears here during a run")
+            p.drawText(plot, Qt.AlignCenter, "the residual (log scale) appears here during a run")
             p.end()
             return
         x0, x1, y0, y1 = bounds
@@ -161,7 +194,7 @@ class LossPlot(QWidget):
             QRectF(plot.right() - 80, plot.bottom() + 2, 80, 14), Qt.AlignRight, f"it {x1:g}"
         )
         for series, color, label, row in (
-            (self.train, TRAIN_COLOR, "loss", 0),
+            (self.train, TRAIN_COLOR, self.label, 0),
             (self.val, VAL_COLOR, "held-out", 1),
         ):
             if not series:
@@ -177,7 +210,10 @@ class LossPlot(QWidget):
                     path.lineTo(to_px(x, y))
                 p.drawPath(path)
                 p.restore()
+            width = max(40.0, 0.6 * plot.width())
             p.drawText(
-                QRectF(plot.right() - 90, plot.top() + 2 + 13 * row, 86, 14), Qt.AlignRight, label
+                QRectF(plot.right() - width - 4, plot.top() + 2 + 13 * row, width, 14),
+                Qt.AlignRight, fm.elidedText(label, Qt.ElideRight, int(width)),
             )
         p.end()
+

@@ -94,13 +94,17 @@ class MetricsTable(QTableWidget):
         self._set(row, 0, f"{label} ({text})" if text else label)
 
     def set_results(self, row: int, results: dict[str, Any], note: str = "") -> None:
+        """Show ``results`` (keys of :data:`COLUMNS`; ``"objective"``: the method's own, as text)."""
         r = self.results[row]
         r.update(results)
         its = r.get("iterations")
         text = r["method"] if its is None else f"{r['method']} · {its} it"
         if r.get("stopped"):
             text += " (stopped)"
-        self._set(row, 0, text)
+        objective = r.get("objective")  # the method's own, under its name: not a column
+        self._set(row, 0, text, COLUMNS[0][2] + (
+            f". Its own objective at the end: {objective} (not comparable between methods)"
+            if objective else ""))
         for col, (key, _, tip, fmt) in enumerate(COLUMNS):
             if col == 0:
                 continue

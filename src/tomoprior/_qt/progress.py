@@ -1,4 +1,11 @@
-"""Progress of a run: bar, iteration, elapsed and remaining time, live loss plot."""
+"""Progress of a run: bar, iteration, residual, elapsed and remaining time, live plot.
+
+The number shown and plotted for a step is its relative data residual
+(``Step.residual``), the same measure for every method. The method's own
+objective (``Step.loss``) appears only under its ``objective_name``: in the
+status line's tooltip and the plot's hover text, or as the plotted curve,
+so named, when a step has no residual.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +16,11 @@ from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from ..step import Step
 from .controller import RunState
-from .loss_plot import LossPlot
+from .loss_plot import RESIDUAL, LossPlot
 from .progress_bar import ProgressBar
 from .search_plot import SearchPlot
 
-__all__ = ["RunProgress", "format_seconds", "slab_progress"]
+__all__ = ["RunProgress", "format_seconds", "objective_text", "plotted", "slab_progress"]
 
 
 def format_seconds(s: float) -> str:
@@ -82,7 +89,12 @@ class RunProgress(QWidget):
             self._phase = phase
             self._phase_t0 = job_elapsed
             self.loss.clear()
-        self.loss.add(step.iteration, step.loss, step.heldout)
+        value, label, note = plotted(step)
+        if label is not None and label != self.loss.label:
+            if self.loss.train:  # another measure than the curve's: a new curve
+                self.loss.clear()
+            self.loss.set_label(label)
+        self.loss.add(step.iteration, value, step.heldout, note)
         if step.search:
             self.search.set_search(step.search)
         self._refresh()
@@ -100,6 +112,10 @@ class RunProgress(QWidget):
         else:
             self.bar.setFormat("failed")
             text = f"Failed after {elapsed}."
+        last = self._last
+        if self._n_jobs == 1 and last is not None and last.residual is not None \
+                and state != RunState.FAILED:
+            text += f" Final {RESIDUAL} {last.residual:.4g}."
         self.status.setText(f"{text} {message}".strip())
 
     def stopping(self) -> None:
@@ -137,12 +153,38 @@ class RunProgress(QWidget):
                 parts.append(st.phase)
         elif self._label:
             parts.append("starting")
+        if st is not None and st.residual is not None:
+            parts.append(f"{RESIDUAL} {st.residual:.4g}")
+        self.status.setToolTip("" if st is None else objective_text(st))
         parts.append(f"{format_seconds(elapsed)} elapsed")
         if frac and 0 < frac < 1 and self._job_elapsed > 0:
             left = self._job_elapsed * (1 - frac) / frac
             what = "left" if self._n_jobs == 1 else f"left for {self._label}"
             parts.append(f"about {format_seconds(left)} {what}")
         self.status.setText(" · ".join(parts))
+
+
+def objective_text(step: Step) -> str:
+    """``"0.5||Ax-y||^2 + lam TV(x) = 12.3"``: the method's own objective, under its name."""
+    if step.loss is None:
+        return ""
+    name = step.objective_name or "the method's objective"
+    return f"{name} = {step.loss:.4g}"
+
+
+def plotted(step: Step) -> tuple[float | None, str | None, str]:
+    """What the plot draws for ``step``: ``(value, curve name, hover note)``.
+
+    The residual when the step has one (the objective as the note), else
+    the objective under its name; ``(None, None, "")`` for a step with
+    neither (a preview).
+    """
+    if step.residual is not None:
+        same = step.loss is not None and step.loss == step.residual
+        return step.residual, RESIDUAL, "" if same else objective_text(step)
+    if step.loss is not None:
+        return step.loss, step.objective_name or "the method's objective", ""
+    return None, None, ""
 
 
 def slab_progress(step: Step) -> float | None:

@@ -2,12 +2,15 @@
 
 Layout (top to bottom): the tilt-series panel, the method panel, device,
 "reuse the result layer", Run / Stop / Save result…, progress with the live
-loss plot, and "Fill in tilts" (:mod:`.fill_tilts`: a denser series with
+residual plot, and "Fill in tilts" (:mod:`.fill_tilts`: a denser series with
 virtual frames as a new layer, never used by Run unless chosen). A
 run streams into ONE result layer (created on the first step, then updated
 in place, at most a few times per second); the user's layers are never
 modified. A finished (or stopped) run records its provenance in the layer's
-``metadata["provenance"]``, which the writer saves with the volume.
+``metadata["provenance"]``, which the writer saves with the volume (with
+the virtual frames it kept, when the series was filled in). What the run
+warns of (``rec.warnings``) is shown once as a notification. Closing the
+widget, its dock or the viewer ends the run quietly (:mod:`.closing`).
 
 napari's Save dialog lists napari's own TIFF writer before the plugin's (it
 orders writers by registration, and napari's come first), and that writer
@@ -33,12 +36,13 @@ from qtpy.QtWidgets import (
 from .._napari._layers import napari_unit
 from ..device import resolve_device
 from ..errors import TomopriorError, logger
+from .closing import WorkGuard
 from .common import ScrollHost, ask_stop_and_restart
 from .controller import Job, JobFinished, JobStarted, JobStep, RunController, RunFailed, RunState
 from .device_picker import DevicePicker
 from .fill_tilts import FillTiltsPanel
 from .live_layer import LiveLayer
-from .messages import notify_error, notify_info, user_message
+from .messages import notify_error, notify_info, notify_warning, user_message
 from .method_panel import MethodPanel
 from .progress import RunProgress
 from .results import layer_name, placement, result_metadata
@@ -117,6 +121,8 @@ class ReconstructionWidget(ScrollHost):
         c.job_finished.connect(self._on_job_finished)
         c.failed.connect(self._on_failed)
         c.run_ended.connect(self._on_run_ended)
+        c.warning.connect(notify_warning)
+        self.guard = WorkGuard(self, self.end_work)
 
     # -- actions -------------------------------------------------------------------------
     def make_job(self) -> Job:
@@ -132,6 +138,8 @@ class ReconstructionWidget(ScrollHost):
         device = self.device.device()
         resolve_device(device)
         series, geometry, kwargs, source = req.series, req.geometry, req.kwargs, req.source
+        if req.virtual is not None:  # recorded in the provenance: the frames kept that are virtual
+            kwargs = {**kwargs, "virtual": req.virtual}
 
         def make() -> Any:
             return run(
@@ -310,6 +318,19 @@ class ReconstructionWidget(ScrollHost):
         if queued is not None:
             self._start(queued)
 
+    def end_work(self) -> bool:
+        """Stop the run and the fill-in quietly (the widget, its dock or the viewer closes).
+
+        Nothing more is shown; returns whether their threads have finished.
+        """
+        self._queued = None
+        running = self.controller.busy
+        run_ended = self.controller.close()
+        fill_ended = self.fill.end_work()
+        if running:
+            self.progress.end(RunState.STOPPED)
+        return run_ended and fill_ended
+
     def closeEvent(self, event: Any) -> None:
-        self.controller.shutdown()
+        self.end_work()
         super().closeEvent(event)

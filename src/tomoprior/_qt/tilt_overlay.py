@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._napari._layers import is_stack, stack_data
+from .fill_tilts import virtual_frames
 
 __all__ = ["VIRTUAL_COLOR", "TiltAngleOverlay"]
 
@@ -47,9 +48,9 @@ class TiltAngleOverlay:
         where = f"tilt {index + 1}/{n}"
         if len(angles) == n:
             where += f" at {float(angles[index]):g}°"
-        if index in set(layer.metadata.get("virtual_frames") or ()):
-            method = (layer.metadata.get("interpolation") or {}).get("method", "interpolated")
-            where += f" · VIRTUAL ({method})"
+        virtual = virtual_frames(layer.metadata)
+        if virtual is not None and index in virtual["indices"]:
+            where += f" · VIRTUAL ({virtual['method']})"
         return f"{layer.name}: {where}"
 
     def refresh(self, *_: Any) -> None:

@@ -40,6 +40,7 @@ from .._napari._layers import (
 )
 from ..errors import DataError, GeometryError, TomopriorError
 from ..geometry import TiltGeometry, angles_from_start_step
+from .fill_tilts import virtual_frames
 from .tilt_list import TiltList
 
 __all__ = ["TiltPanel", "TiltRequest"]
@@ -61,6 +62,7 @@ class TiltRequest:
     source: str
     name: str
     kept: int
+    virtual: dict | None = None  # the layer's virtual frames: run()'s ``virtual=``
 
 
 def _spin(
@@ -108,6 +110,15 @@ class TiltPanel(QGroupBox):
         )
         self.angles_label = QLabel()
         self.angles_label.setWordWrap(True)
+        self.virtual_label = QLabel()
+        self.virtual_label.setWordWrap(True)
+        self.virtual_label.setStyleSheet(WARN)
+        self.virtual_label.setToolTip(
+            "Frames filled in between the measured tilts (Fill in tilts, or tomoprior "
+            "interpolate): a run uses them as data, and the result's provenance lists the "
+            "virtual frames it kept"
+        )
+        self.virtual_label.setVisible(False)
         self.use_start_step = QCheckBox("Set the angles by start and step")
         self.use_start_step.setToolTip(
             "Use start + step × image index instead of the angles found with the file"
@@ -179,6 +190,7 @@ class TiltPanel(QGroupBox):
         form.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
         form.addRow("Layer", self.layer_combo)
         form.addRow(self.angles_label)
+        form.addRow(self.virtual_label)
         form.addRow(self.use_start_step)
         self._start_row = _row(self.start, "step", self.step)
         form.addRow("Start", self._start_row)
@@ -488,6 +500,7 @@ class TiltPanel(QGroupBox):
             source=str(layer.metadata.get("source") or layer.name),
             name=layer.name,
             kept=sel.count,
+            virtual=virtual_frames(layer.metadata),
         )
 
     # -- labels -------------------------------------------------------------------------
@@ -527,9 +540,20 @@ class TiltPanel(QGroupBox):
                     f"{n} angles from {src}: {min(a):g}° to {max(a):g}°"
                     + ("" if not use_start else " (replaced by start/step)")
                 )
+        self._update_virtual_label()
         self._update_kept()
         self._update_bin_label()
         self._update_memory_label()
+
+    def _update_virtual_label(self) -> None:
+        """``"12 of 25 frames are virtual (learned)"`` for a series with virtual frames."""
+        layer = self.layer()
+        n = self._n_images()
+        virtual = None if layer is None or not n else virtual_frames(layer.metadata)
+        count = 0 if virtual is None else sum(1 for i in virtual["indices"] if i < n)
+        self.virtual_label.setVisible(bool(count))
+        self.virtual_label.setText(
+            f"{count} of {n} frames are virtual ({virtual['method']})" if count else "")
 
     def _update_memory_label(self) -> None:
         from ..engine import memory_need
