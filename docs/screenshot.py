@@ -1,7 +1,8 @@
 """Take ``docs/images/comparison.png``: the Compare methods widget on the simulated Pt ADF sample.
 
 Opens a real napari window (not offscreen), loads the Pt-on-carbon ADF tilt
-series and its ground truth, compares SIRT, CS-TV and DIP-TV with fast
+series and its ground truth, compares SIRT, CS-TV, the learned restoration
+(``restore``), CS-TV pulled towards it (``restore_tv``) and DIP-TV with fast
 settings on the tilts at ±60° every 10° (CS-TV with ``lam="auto"``, DIP-TV
 with a short warm start and few iterations: far from converged), waits for
 the run and saves a screenshot of the whole application. On a headless machine::
@@ -55,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sirt-iterations", type=int, default=100)
     parser.add_argument("--cstv-iterations", type=int, default=150)
     parser.add_argument("--cstv-lam", default="auto", help="CS-TV weight: a number or auto")
+    parser.add_argument("--restore-tv-iterations", type=int, default=150)
     parser.add_argument("--dip-iterations", type=int, default=150)
     parser.add_argument("--dip-warm", type=int, default=60, help="DIP-TV warm-start steps")
     parser.add_argument("--timeout", type=float, default=1800)
@@ -78,11 +80,13 @@ def main(argv: list[str] | None = None) -> int:
     iterations = {
         "sirt": args.sirt_iterations,
         "cstv": args.cstv_iterations,
+        "restore": None,  # its own default: the base SIRT the network restores
+        "restore_tv": args.restore_tv_iterations,
         "diptv": args.dip_iterations,
     }
     for name, choice in w.choices.items():
         choice.check.setChecked(name in iterations)
-        if name in iterations:
+        if iterations.get(name) is not None:
             choice.iterations.setValue(iterations[name])
     # parameters are set in the widget's folded Parameters section, as a user would
     if "diptv" in w.choices:
