@@ -40,6 +40,22 @@ def test_every_registry_method_gets_a_page(qtbot, name):
         assert inside == p.advanced
 
 
+def test_iterations_follow_the_parameter_that_sets_them_unless_the_user_did(qtbot):
+    """DIP-TV from the trained network defaults to 100 steps: the page follows its init."""
+    from tomoprior._qt.method_panel import MethodPage
+
+    page = MethodPage(METHODS["diptv"])
+    qtbot.addWidget(page)
+    assert page.iterations.value() == 1000
+    page.fields["init"].widget.value = "pretrained"
+    assert page.iterations.value() == 100
+    page.fields["init"].widget.value = "warm"
+    assert page.iterations.value() == 1000
+    page.iterations.setValue(333)  # the user's own count stays
+    page.fields["init"].widget.value = "pretrained"
+    assert page.iterations.value() == 333
+
+
 def test_a_registered_method_appears_without_special_code(qtbot, monkeypatch):
     from tomoprior._qt.method_panel import MethodPanel
 

@@ -9,6 +9,7 @@ METHODS = {
         'capabilities': ['separable'],
         'default_iterations': 1,
         'default_every': 1,
+        'defaults_when': {},
         'params': {
             'filter': {'default': 'ram-lak', 'help': 'Apodisation of the ramp filter', 'min': None, 'max': None, 'choices': ['ram-lak', 'shepp-logan', 'cosine', 'hamming', 'hann', 'none'], 'auto': False, 'advanced': False},
             'nonneg': {'default': False, 'help': 'Set negative densities to zero', 'min': None, 'max': None, 'choices': None, 'auto': False, 'advanced': True},
@@ -20,6 +21,7 @@ METHODS = {
         'capabilities': ['iterative', 'resumable', 'uses_mask', 'warm_start', 'separable'],
         'default_iterations': 100,
         'default_every': 5,
+        'defaults_when': {},
         'params': {
             'relaxation': {'default': 1.0, 'help': 'Step length (0-2)', 'min': 0.01, 'max': 1.99, 'choices': None, 'auto': False, 'advanced': False},
             'nonneg': {'default': True, 'help': 'Clip negative densities after each update', 'min': None, 'max': None, 'choices': None, 'auto': False, 'advanced': False},
@@ -31,11 +33,14 @@ METHODS = {
         'capabilities': ['iterative', 'resumable', 'uses_mask', 'seeded', 'warm_start'],
         'default_iterations': 200,
         'default_every': 10,
+        'defaults_when': {},
         'params': {
             'lam': {'default': 'auto', 'help': "Relative TV weight, or 'auto': chosen from a grid by the error on held-out pixels", 'min': 0.0, 'max': 100.0, 'choices': None, 'auto': True, 'advanced': False},
             'nonneg': {'default': True, 'help': 'Constrain densities to >= 0', 'min': None, 'max': None, 'choices': None, 'auto': False, 'advanced': False},
             'adaptive': {'default': True, 'help': 'Residual-balancing primal/dual steps', 'min': None, 'max': None, 'choices': None, 'auto': False, 'advanced': True},
             'val_fraction': {'default': 0.05, 'help': "Held-out pixels for lam='auto'", 'min': 0.0, 'max': 0.5, 'choices': None, 'auto': False, 'advanced': True},
+            'tol': {'default': 0.001, 'help': 'Stop once the volume changes by less than this fraction per iteration (mean of the last 10); iterations is then a maximum. 0: run them all', 'min': 0.0, 'max': 0.1, 'choices': None, 'auto': False, 'advanced': True},
+            'lam_search': {'default': 'sample', 'help': "Where lam='auto' is chosen: a few sample slabs of slices ('sample', quick) or every slice ('whole')", 'min': None, 'max': None, 'choices': ['sample', 'whole'], 'auto': False, 'advanced': True},
             'lam_rule': {'default': 'median', 'help': "Statistic of the held-out residual that lam='auto' minimises", 'min': None, 'max': None, 'choices': ['median', 'mean square'], 'auto': False, 'advanced': True},
         },
     },
@@ -45,6 +50,7 @@ METHODS = {
         'capabilities': ['iterative'],
         'default_iterations': 100,
         'default_every': 25,
+        'defaults_when': {},
         'params': {
             'base': {'default': 'sirt', 'help': 'Reconstruction the network restores', 'min': None, 'max': None, 'choices': ['sirt', 'wbp'], 'auto': False, 'advanced': False},
             'model': {'default': '', 'help': 'A model from `tomoprior train restore` (empty: the shipped one)', 'min': None, 'max': None, 'choices': None, 'auto': False, 'advanced': True},
@@ -57,6 +63,7 @@ METHODS = {
         'capabilities': ['iterative', 'resumable', 'uses_mask', 'seeded'],
         'default_iterations': 300,
         'default_every': 10,
+        'defaults_when': {},
         'params': {
             'mu': {'default': 0.01, 'help': "Pull towards the network's volume, relative to the projector (0: CS-TV)", 'min': 0.0, 'max': 100.0, 'choices': None, 'auto': False, 'advanced': False},
             'lam': {'default': 'auto', 'help': "Relative TV weight, or 'auto': CS-TV's choice by the error on held-out pixels", 'min': 0.0, 'max': 100.0, 'choices': None, 'auto': True, 'advanced': False},
@@ -66,6 +73,8 @@ METHODS = {
             'nonneg': {'default': True, 'help': 'Constrain densities to >= 0', 'min': None, 'max': None, 'choices': None, 'auto': False, 'advanced': True},
             'adaptive': {'default': True, 'help': 'Residual-balancing primal/dual steps', 'min': None, 'max': None, 'choices': None, 'auto': False, 'advanced': True},
             'val_fraction': {'default': 0.05, 'help': "Held-out pixels for lam='auto'", 'min': 0.0, 'max': 0.5, 'choices': None, 'auto': False, 'advanced': True},
+            'tol': {'default': 0.001, 'help': 'Stop once the volume changes by less than this fraction per iteration (mean of the last 10); iterations is then a maximum. 0: run them all', 'min': 0.0, 'max': 0.1, 'choices': None, 'auto': False, 'advanced': True},
+            'lam_search': {'default': 'sample', 'help': "Where lam='auto' is chosen: a few sample slabs of slices ('sample', quick) or every slice ('whole')", 'min': None, 'max': None, 'choices': ['sample', 'whole'], 'auto': False, 'advanced': True},
             'lam_rule': {'default': 'median', 'help': "Statistic of the held-out residual that lam='auto' minimises", 'min': None, 'max': None, 'choices': ['median', 'mean square'], 'auto': False, 'advanced': True},
         },
     },
@@ -75,6 +84,11 @@ METHODS = {
         'capabilities': ['iterative', 'resumable', 'uses_mask', 'seeded', 'warm_start'],
         'default_iterations': 1000,
         'default_every': 25,
+        'defaults_when': {
+            'init': {
+                'pretrained': {'iterations': 100, 'every': 25},
+            },
+        },
         'params': {
             'lam': {'default': 'auto', 'help': "Relative TV weight (as CS-TV), or 'auto': the weight CS-TV picks by held-out pixels", 'min': 0.0, 'max': 100.0, 'choices': None, 'auto': True, 'advanced': False},
             'lr': {'default': 'auto', 'help': "Adam step size, or 'auto': 1e-3 for an untrained network, 1e-5 for the pretrained one (0 keeps the start)", 'min': 0.0, 'max': 1.0, 'choices': None, 'auto': True, 'advanced': False},
@@ -89,6 +103,7 @@ METHODS = {
             'amp': {'default': True, 'help': 'bfloat16 network on CUDA', 'min': None, 'max': None, 'choices': None, 'auto': False, 'advanced': True},
             'init': {'default': 'warm', 'help': 'warm: an untrained network on the warm start; pretrained: the trained restoration network on a SIRT base', 'min': None, 'max': None, 'choices': ['warm', 'pretrained'], 'auto': False, 'advanced': False},
             'model': {'default': '', 'help': 'Restoration model for init=pretrained (empty: the shipped one)', 'min': None, 'max': None, 'choices': None, 'auto': False, 'advanced': True},
+            'patience': {'default': 8, 'help': 'Stop once this many snapshots in a row have not improved the held-out error; the best is kept (0: run every step)', 'min': 0, 'max': 100000, 'choices': None, 'auto': False, 'advanced': True},
         },
     },
     'inr': {
@@ -97,6 +112,7 @@ METHODS = {
         'capabilities': ['iterative', 'uses_mask', 'seeded', 'warm_start', 'learns_poses'],
         'default_iterations': 2000,
         'default_every': 100,
+        'defaults_when': {},
         'params': {
             'learn_pose': {'default': False, 'help': 'Refine per-tilt shifts and the axis', 'min': None, 'max': None, 'choices': None, 'auto': False, 'advanced': False},
             'field': {'default': 'grid', 'help': 'grid: multiresolution grid (fast); siren; fourier', 'min': None, 'max': None, 'choices': ['grid', 'siren', 'fourier'], 'auto': False, 'advanced': False},

@@ -72,7 +72,11 @@ def _iterations(m: dict[str, Any]) -> str:
     if "iterative" not in m["capabilities"]:
         return "one pass, no iterations"
     n = int(m["default_iterations"])
-    return f"{n} iteration{'' if n == 1 else 's'} by default"
+    text = f"{n} iteration{'' if n == 1 else 's'} by default"
+    follows = [f"{d['iterations']} with {name}={value}"
+               for name, by_value in m.get("defaults_when", {}).items()
+               for value, d in by_value.items() if "iterations" in d]
+    return text + (f" ({', '.join(follows)})" if follows else "")
 
 
 def _bounds(p: dict[str, Any]) -> str:
@@ -151,6 +155,8 @@ def registry_catalog() -> tuple[dict[str, Any], tuple[str, ...], dict[str, float
     methods = {
         n: {"label": m.label, "help": m.help, "capabilities": m.capabilities.names(),
             "default_iterations": m.default_iterations, "default_every": m.default_every,
+            "defaults_when": {k: {v: dict(d) for v, d in by.items()}
+                              for k, by in m.defaults_when.items()},
             "params": {p.name: {"default": p.default, "help": p.help, "min": p.min, "max": p.max,
                                 "choices": None if p.choices is None else list(p.choices),
                                 "auto": p.allow_auto, "advanced": p.advanced}

@@ -95,6 +95,20 @@ class MethodChoice:
             self.iterations.setSpecialValueText("one pass")
             self.iterations.setValue(1)
 
+    def follow_page(self) -> None:
+        """Take the iterations that follow a parameter on ``page`` (DIP-TV from the trained
+        network: 100), unless the user has set another count here."""
+        if self.page is None or not self.method.capabilities.iterative:
+            return
+        shown = [self.page.iterations.value()]
+
+        def follow(value: int) -> None:
+            if self.iterations.value() == shown[0]:
+                self.iterations.setValue(value)
+            shown[0] = value
+
+        self.page.iterations.valueChanged.connect(follow)
+
 
 class ComparisonWidget(ScrollHost):
     """Compare reconstruction methods on one tilt selection."""
@@ -108,6 +122,7 @@ class ComparisonWidget(ScrollHost):
         self.params_panel = MethodPanel(title="", iterations=False)
         for name, c in self.choices.items():
             c.page = self.params_panel.pages[name]
+            c.follow_page()
         methods_box = QGroupBox("Methods")
         box = QVBoxLayout(methods_box)
         grid = QGridLayout()
@@ -332,7 +347,8 @@ class ComparisonWidget(ScrollHost):
                     series,
                     geometry,
                     iterations=its,
-                    every=m.default_every,
+                    # pictures at the declared pace, however long the run (a live view)
+                    every=m.run_defaults(params)[1],
                     device=device,
                     # a method that fits no pixels (WBP) would only warn that it ignores it
                     heldout=HELDOUT if m.capabilities.uses_mask else 0.0,

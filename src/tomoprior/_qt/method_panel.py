@@ -91,6 +91,23 @@ class MethodPage(QWidget):
             self.collapsible.addWidget(inner)
             lay.addWidget(self.collapsible)
 
+        self._run_defaults = (method.default_iterations, method.default_every)
+        for name in method.defaults_when:  # e.g. DIP-TV from the trained network: 100 steps
+            self.fields[name].widget.changed.connect(self._follow_defaults)
+
+    def _follow_defaults(self, *_: Any) -> None:
+        """Iterations and interval that follow a parameter (the method's declaration), unless
+        the user has set them."""
+        try:
+            new = self.method.run_defaults(self.params())
+        except ValueError:
+            return
+        old, self._run_defaults = self._run_defaults, new
+        if self.iterations.value() == old[0]:
+            self.iterations.setValue(new[0])
+        if self.every.value() == old[1]:
+            self.every.setValue(new[1])
+
     def params(self) -> dict[str, Any]:
         """Parsed parameter values; raises ValueError naming the field."""
         return {name: f.value() for name, f in self.fields.items()}
@@ -98,6 +115,7 @@ class MethodPage(QWidget):
     def reset(self) -> None:
         for f in self.fields.values():
             f.reset()
+        self._run_defaults = (self.method.default_iterations, self.method.default_every)
         self.iterations.setValue(self.method.default_iterations)
         self.every.setValue(self.method.default_every)
 

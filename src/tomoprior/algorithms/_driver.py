@@ -154,6 +154,11 @@ class Solver:
         """The current iterate and its figures at ``iteration`` (counting ``start``)."""
         raise NotImplementedError
 
+    def converged(self) -> bool:
+        """True once further iterations would not change the volume noticeably: the run
+        ends early with this iterate as its last step (``iterations`` is then a maximum)."""
+        return False
+
     def picture(self, iteration: int) -> Report:
         """The current iterate between two snapshots (``pace``); the report by default."""
         return self.report(iteration, False)
@@ -304,7 +309,8 @@ def iterate(
                         raise DivergedError(
                             f"{solver.label} diverged at iteration {start + k} (the loss is "
                             f"not finite): {solver.hint}")
-                kind = "last" if k == ks[-1] else "snapshot"
+                final = k == ks[-1] or (k > 0 and solver.converged())
+                kind = "last" if final else "snapshot"
                 if kind == "snapshot" and (start + k) % every:  # snapshots at multiples of every
                     if solver.pace is None or _now() - since < max(solver.pace, took):
                         continue
@@ -313,6 +319,8 @@ def iterate(
                 st = step(start + k, kind)
                 took, shown = _now() - t0, start + k
                 yield st
+                if final:
+                    break
                 since = _now()
         except StopRequested:
             if done > shown:  # the iterate reached was not shown: it is the run's result

@@ -46,9 +46,10 @@ from ..cancel import checkpoint
 from ..errors import ParameterError
 from ..operators.base import Projector
 from ..step import ResumeState, Step
-from ._common import estimate_scale, snapshot, validation_split
+from ._common import estimate_scale, validation_split
 from ._declare import Param, method
 from ._driver import Problem, Report, Solver, iterate
+from ._lambda_search import sample_rows, search_lambda
 from ._tv import GRAD_NORM, div3, grad3
 
 __all__ = ["DEFAULT_LAM", "cstv", "cstv_objective"]
@@ -57,12 +58,22 @@ DEFAULT_LAM = 0.02
 #: what CS-TV's loss is (the data divided by their typical density, ``lam`` relative)
 OBJECTIVE = "0.5||M(Ax-y)||^2 + lam*TV(x)"
 AUTO_GRID = (0.1, 0.3, 1.0, 3.0, 10.0)  # multiples of DEFAULT_LAM tried by lam="auto"
-LAM_RULES = ("median", "mean square")  # statistic of the held-out residual that lam="auto" minimises
+AUTO_GRID_PATH = tuple(sorted(AUTO_GRID, reverse=True))  # solved strong to weak, warm-started
+LAM_RULES = ("median", "mean square")
+LAM_SEARCHES = ("sample", "whole")  # where lam="auto" solves its candidates
+DEFAULT_TOL = 1e-3  # mean relative change per iteration at which a solve has converged
+WINDOW = 10  # iterations the relative change is averaged over  # statistic of the held-out residual that lam="auto" minimises
 #: the solver's own parameters, declared once for every method built on :class:`_CSTV`
 SOLVER_PARAMS = (
     Param("adaptive", "Adaptive steps", "Residual-balancing primal/dual steps", advanced=True),
     Param("val_fraction", "Validation fraction", "Held-out pixels for lam='auto'",
           min=0.0, max=0.5, advanced=True),
+    Param("tol", "Tolerance", "Stop once the volume changes by less than this fraction per "
+          "iteration (mean of the last 10); iterations is then a maximum. 0: run them all",
+          min=0.0, max=0.1, advanced=True),
+    Param("lam_search", "λ search on", "Where lam='auto' is chosen: a few sample slabs of "
+          "slices ('sample', quick) or every slice ('whole')", choices=LAM_SEARCHES,
+          advanced=True),
     Param("lam_rule", "λ rule", "Statistic of the held-out residual that lam='auto' "
           "minimises", choices=LAM_RULES, advanced=True),
 )
@@ -136,7 +147,7 @@ def _pdhg(
         q = q + sigma * (2 * gx - gx_old)
         q = q / torch.clamp(torch.sqrt((q * q).sum(0, keepdim=True)) / bound, min=1.0)
         atp = A.T(p)
-        info: dict = {"tau": tau, "sigma": sigma}
+        info: dict = {"tau": tau, "sigma": sigma, "change": _relative_change(x_old, x)}
         state_now = {"p": p, "q": q, "alpha": alpha}
         if adaptive:
             # residuals of Goldstein et al. (their eq. 7) with K^T dy = A^T dp - s div dq
@@ -160,6 +171,17 @@ def _pdhg(
         yield k, x, info
 
 
+def _settled(changes: list[float], tol: float) -> bool:
+    """A full window of relative changes whose mean is below ``tol`` (never when tol is 0)."""
+    return tol > 0 and len(changes) == WINDOW and sum(changes) / WINDOW < tol
+
+
+def _relative_change(old: torch.Tensor, new: torch.Tensor) -> float:
+    """``||new - old|| / ||new||`` (0 for a blank volume)."""
+    n = float(torch.linalg.vector_norm(new))
+    return float(torch.linalg.vector_norm(new - old)) / n if n > 0 else 0.0
+
+
 class _CSTV(Solver):
     label = "CS-TV"
     hint = "the data may be inconsistent; try a larger lam or fewer iterations"
@@ -168,9 +190,13 @@ class _CSTV(Solver):
     mu = 0.0
 
     def __init__(self, lam: float | str, nonneg: bool, adaptive: bool, val_fraction: float,
-                 lam_rule: str, iterations: int) -> None:
+                 lam_rule: str, iterations: int, lam_search: str = "sample",
+                 tol: float = DEFAULT_TOL) -> None:
         self.lam, self.nonneg, self.adaptive = lam, nonneg, adaptive
+        self.tol = float(tol)
+        self.changes: list[float] = []  # the last WINDOW relative changes of the iterate
         self.val_fraction, self.lam_rule, self.iterations = val_fraction, lam_rule, iterations
+        self.sample_search = lam_search == "sample"
         self.search: list[dict] = []
 
     def setup(self, p: Problem, x0: Any, start: int) -> Iterator[Step]:
@@ -190,6 +216,7 @@ class _CSTV(Solver):
             raise ParameterError(f"the resume state has lam={float(state['lam']):g}; a resumed run "
                                  f"keeps it (got lam={self.lam})")
         self.lam = float(state["lam"])
+        self.changes = list(state.get("changes", ()))
         self.restored_solver = state["solver"]
         self._start(state["x"].to(device=p.A.device, dtype=p.A.dtype).clone(), state["solver"])
 
@@ -204,7 +231,11 @@ class _CSTV(Solver):
 
     def update(self, k: int) -> float | None:
         _, self.x, self.info = next(self._it)
+        self.changes = [*self.changes, self.info["change"]][-WINDOW:]
         return self.info.get("primal_residual")
+
+    def converged(self) -> bool:
+        return _settled(self.changes, self.tol)
 
     def report(self, iteration: int, last: bool) -> Report:
         extras = {"lam": float(self.lam)}
@@ -224,50 +255,35 @@ class _CSTV(Solver):
             solver = {"p": torch.zeros_like(self.yn), "q": self.x.new_zeros((3, *self.x.shape)),
                       "alpha": 0.5, "tau": 0.99 / (self.p.A.norm() * 2**0.5),
                       "sigma": 0.99 / (self.p.A.norm() * 2**0.5)}
-        return {"x": self.x, "scale": self.scale, "lam": float(self.lam), "solver": solver}
+        return {"x": self.x, "scale": self.scale, "lam": float(self.lam), "solver": solver,
+                "changes": list(self.changes)}
 
     def _search_lambda(self, x: torch.Tensor, start: int):
-        """Try each lambda of the grid on a training split; return the best by held-out error.
-
-        Both statistics of the held-out residual are recorded (``val_loss``,
-        the mean square, and ``val_median_abs``); ``lam_rule`` says which
-        decides. Yields a "lambda search" step per candidate.
-        """
+        """``lam="auto"``: the grid's best weight by the error on held-out pixels (see
+        :mod:`._lambda_search`); returns ``(lam, x)``, ``x`` the best candidate's volume when
+        the whole volume was searched, else the volume the search started from."""
         A, yn, m = self.p.A, self.yn, self.p.mask
         fraction = max(self.val_fraction, 0.01)
         train, valid = self.p.split(fraction)
         if valid is None:  # the caller's mask holds nothing out: split its pixels
             train, valid = validation_split(tuple(yn.shape), None, fraction, self.p.seed, yn)
             train, valid = train * m, valid * m
-        held = valid > 0
-        n_val = float(valid.sum().clamp_min(1))
-        its = max(20, self.iterations // 2)
-        best = (np.inf, None, None)
-        grid = sorted(AUTO_GRID, reverse=True)  # strong to weak, each warm-started from the last
-        show = max(1, its // 4)  # a picture a few times per candidate: each may take a while
-        for i, f in enumerate(grid):
-            lam = DEFAULT_LAM * f
-            for j, (_, xk, _info) in enumerate(_pdhg(A, yn, x, lam * A.n_tilts, its, train,
-                                                     self.nonneg, self.adaptive), start=1):
-                x = xk
-                if j % show == 0 and j < its:
-                    yield Step(iteration=start, volume=snapshot(x * self.scale),
-                               phase="lambda search", search=tuple(dict(r) for r in self.search),
-                               extras={"lam": lam, "candidate": i + 1, "candidates": len(grid),
-                                       "phase_fraction": (i + j / its) / len(grid)})
-            with torch.no_grad():
-                r = (A(x) - yn) * valid
-                val = float((r * r).sum()) / n_val
-                mad = float(r[held].abs().median())
-            self.search.append({"lam": lam, "val_loss": val, "val_median_abs": mad})
-            score = mad if self.lam_rule == "median" else val
-            if score < best[0]:
-                best = (score, lam, x.clone())
-            yield Step(iteration=start, volume=snapshot(x * self.scale), phase="lambda search",
-                       heldout=val, search=tuple(dict(r) for r in self.search),
-                       extras={"lam": lam, "val_median_abs": mad, "candidate": i + 1,
-                               "candidates": len(grid), "phase_fraction": (i + 1) / len(grid)})
-        return best[1], best[2]
+
+        def solve(Ap, yp, xp, lam_eff, its, weights):
+            changes: list[float] = []
+            for _, xk, info in _pdhg(Ap, yp, xp, lam_eff, its, weights, self.nonneg,
+                                     self.adaptive):
+                yield xk
+                changes = [*changes, info["change"]][-WINDOW:]
+                if _settled(changes, self.tol):
+                    return
+
+        lam, best = yield from search_lambda(
+            A, yn, x, train=train, valid=valid, grid=[DEFAULT_LAM * f for f in AUTO_GRID_PATH],
+            iterations=max(20, self.iterations // 2), solve=solve, rule=self.lam_rule,
+            scale=self.scale, start=start, search=self.search,
+            rows=sample_rows(yn) if self.sample_search else None)
+        return lam, (x if best is None else best)
 
 
 @method(
@@ -299,6 +315,8 @@ def cstv(
     adaptive: bool = True,
     val_fraction: float = 0.05,
     lam_rule: str = "median",
+    lam_search: str = "sample",
+    tol: float = DEFAULT_TOL,
 ) -> Iterator[Step]:
     """CS-TV reconstruction as a generator of :class:`~tomoprior.step.Step`.
 
@@ -337,6 +355,16 @@ def cstv(
         fits (ADF particles changing brightness from tilt to tilt) the mean
         square rewards the smoothest volume. DIP-TV's warm start uses the
         mean square, which suits its network (see docs/quality_adf_analysis.md).
+    tol : float
+        The fit (and each λ candidate) stops once the mean relative change of
+        the volume per iteration over the last 10 iterations falls below
+        ``tol``: ``iterations`` is then a maximum. 0 runs every iteration.
+    lam_search : "sample" or "whole"
+        Where ``lam="auto"`` solves its candidates: on a few sample slabs of
+        y-slices (``"sample"``, a fraction of the cost: λ is one number for
+        the whole volume) or on the whole volume, whose best candidate then
+        warm-starts the fit. Volumes of at most 36 slices are searched whole
+        either way (see :mod:`._lambda_search`).
 
     Yields
     ------
@@ -348,6 +376,6 @@ def cstv(
         held-out error) and every step carries the search table ``search``.
     """
     problem = Problem.build(A, y, mask, seed)
-    solver = _CSTV(lam, nonneg, adaptive, val_fraction, lam_rule, iterations)
+    solver = _CSTV(lam, nonneg, adaptive, val_fraction, lam_rule, iterations, lam_search, tol)
     return iterate(solver, problem, name="cstv", iterations=iterations, every=every, start=start,
                    x0=x0, resume=resume)

@@ -43,7 +43,7 @@ from ._common import estimate_scale, robust_scale, snapshot
 from ._declare import Param, method
 from ._driver import Problem, Report, iterate
 from ._restore_model import RestoreModel, load_model, restore_volume
-from .cstv import _CSTV, OBJECTIVE, SOLVER_PARAMS
+from .cstv import _CSTV, DEFAULT_TOL, OBJECTIVE, SOLVER_PARAMS
 from .restore import MODEL_PARAMS
 
 __all__ = ["DEFAULT_MU", "restore_tv"]
@@ -147,6 +147,8 @@ def restore_tv(
     adaptive: bool = True,
     val_fraction: float = 0.05,
     lam_rule: str = "median",
+    lam_search: str = "sample",
+    tol: float = DEFAULT_TOL,
 ) -> Iterator[Step]:
     """CS-TV with a quadratic prior centred on the restoration network's volume.
 
@@ -166,7 +168,7 @@ def restore_tv(
         Seeds the held-out split of ``lam="auto"``.
     mu : float
         Weight of ``||x - x_net||^2 / 2`` relative to ``||A||^2`` (module notes).
-    lam, nonneg, adaptive, val_fraction, lam_rule
+    lam, nonneg, adaptive, val_fraction, lam_rule, lam_search, tol
         As for :func:`~tomoprior.algorithms.cstv.cstv`.
     base_iterations : int
         Iterations of the SIRT the network restores.
@@ -191,6 +193,6 @@ def restore_tv(
     net = load_model(model or None, A.device)  # a bad model file fails before any computation
     solver = _RestoreTV(net, mu, base_iterations, batch, lam=lam, nonneg=nonneg,
                         adaptive=adaptive, val_fraction=val_fraction, lam_rule=lam_rule,
-                        iterations=iterations)
+                        iterations=iterations, lam_search=lam_search, tol=tol)
     return iterate(solver, problem, name="restore_tv", iterations=iterations, every=every,
                    start=start, resume=resume)

@@ -81,21 +81,25 @@ def radian_note(angles: np.ndarray, notes: list[str]) -> None:
         )
 
 
-def iteration_plan(method: Any, iterations: Any, every: Any, notes: list[str]) -> tuple[int, int]:
+def iteration_plan(method: Any, iterations: Any, every: Any, notes: list[str],
+                   params: Any = None) -> tuple[int, int]:
     """``(iterations, every)`` of a run, validated.
 
-    ``every`` defaults to the method's declared interval scaled with
-    ``iterations``, so a run of any length yields about as many Steps as one
-    of the declared length. A method that does not iterate takes neither.
+    The defaults are the method's declaration's for these ``params`` (DIP-TV
+    from the trained network runs fewer steps); ``every`` defaults to the
+    declared interval scaled with ``iterations``, so a run of any length
+    yields about as many Steps as one of the declared length. A method that
+    does not iterate takes neither.
     """
     if not method.capabilities.iterative:
         if iterations is not None and whole("iterations", iterations, 1) != 1:
             notes.append(f"{method.label} does not iterate: iterations={iterations} is ignored")
         return 1, 1
-    its = method.default_iterations if iterations is None else whole("iterations", iterations, 1)
+    its_d, every_d = method.run_defaults(params)
+    its = its_d if iterations is None else whole("iterations", iterations, 1)
     if every is not None:
         return its, whole("every", every, 1)
-    scaled = round(method.default_every * its / max(1, method.default_iterations))
+    scaled = round(every_d * its / max(1, its_d))
     return its, max(1, min(its, scaled))
 
 

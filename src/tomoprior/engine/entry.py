@@ -138,7 +138,7 @@ def run(
         tilt_series, geometry, tilt_range=tilt_range, increment=increment, bin=bin,
         slices=slices, thickness=thickness, exclude=exclude, notes=notes,
     )
-    its, ev = iteration_plan(m, iterations, every, notes)
+    its, ev = iteration_plan(m, iterations, every, notes, resolved)
     start = _whole("start", start, 0)
     seed = _whole("seed", seed, 0)
     heldout = check_heldout(heldout, caps.uses_mask, m.label, notes)

@@ -414,7 +414,7 @@ def plan_slabs(
     check_slab_params(resolved)
     chunk = _whole("chunk", chunk, 1)
     notes: list[str] = []
-    its, _ = iteration_plan(m, iterations, None, notes)
+    its, _ = iteration_plan(m, iterations, None, notes, resolved)
     seed = _whole("seed", seed, 0)
     ov = (0 if m.capabilities.separable else 8) if overlap is None else _whole("overlap", overlap, 0)
     sel, geom, b, full_y, slab = layout(
