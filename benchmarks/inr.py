@@ -145,7 +145,6 @@ class Scorer:
 
     def __init__(self, series, geometry, truth, mask):
         from tomoprior.engine import prepare
-
         from tomoprior.operators import make_projector
 
         self.prep = prepare(series, geometry)

@@ -134,9 +134,9 @@ def _matrix_bytes() -> int:
 def child(method: str, data: str, iterations: int, binning: int, threads: int) -> dict:
     """Measure one run in this (fresh) process; returns the figures."""
     import torch
-    from tomoprior.engine import run
 
     from tomoprior import io
+    from tomoprior.engine import run
     from tomoprior.transforms import canonical_turns
 
     if threads:

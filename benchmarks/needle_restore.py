@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from scipy import ndimage
-from tomoprior.engine import run
 
 from tomoprior import __version__, io, metrics
 from tomoprior.alignment import align_series
+from tomoprior.engine import run
 
 ROOT = Path(__file__).resolve().parents[1]
 NEEDLE = [ROOT.parent / "shared" / "data" / "needle_haadf" / "needle_haadf.tif",

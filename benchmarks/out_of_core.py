@@ -78,9 +78,8 @@ def run_one(series: Path, out: Path, iterations: int, chunk: int, limit: int) ->
 
 def check_last_slab(series: Path, out: Path, iterations: int, chunk: int) -> float:
     """Relative difference of the store's last slab and SIRT of that slab in memory."""
-    from tomoprior.engine import run_to_end
-
     from tomoprior import io
+    from tomoprior.engine import run_to_end
 
     f = io.read(str(series))
     depth = f.data.shape[2]

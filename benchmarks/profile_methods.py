@@ -127,8 +127,8 @@ def main(argv=None) -> int:
         print(f"{label:20s} {row['wall']:8.1f} s  {row['wall'] / rows['sirt']['wall']:5.1f}× SIRT"
               f"  phases {row['phases']}", flush=True)
     print()
-    print(f"| method | seconds | × SIRT | phases (s) | projector | TV | net fwd | net bwd | "
-          f"snapshots | iterations | residual |")
+    print("| method | seconds | × SIRT | phases (s) | projector | TV | net fwd | net bwd | "
+          "snapshots | iterations | residual |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for label, row in rows.items():
         b = row.get("profiled", {}).get("buckets", {})

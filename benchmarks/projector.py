@@ -345,9 +345,8 @@ def strip_residual(vol_c: np.ndarray, series_c: np.ndarray, angles: np.ndarray) 
 
 
 def sirt_benchmark(args, data: Path) -> dict:
-    from tomoprior.engine import prepare, run_to_end
-
     from tomoprior import io
+    from tomoprior.engine import prepare, run_to_end
     from tomoprior.metrics import reprojection_residual
     from tomoprior.operators import make_projector
     from tomoprior.transforms import volume_to_canonical

@@ -32,9 +32,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tomoprior.engine import run
 
 from tomoprior import __version__, metrics
+from tomoprior.engine import run
 from tomoprior.phantoms import make_phantom, simulate
 
 DEFAULTS = {

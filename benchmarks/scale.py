@@ -125,9 +125,9 @@ def simulate(path: Path, size: int, n_tilts: int, seed: int = 0) -> None:
 def child(args: argparse.Namespace) -> dict:
     import numpy as np
     import torch
-    from tomoprior.engine import run
 
     from tomoprior import io
+    from tomoprior.engine import run
     from tomoprior.geometry import TiltGeometry
     from tomoprior.slabs import assemble, plan_slabs
 
