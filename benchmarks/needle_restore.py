@@ -50,6 +50,8 @@ def main(argv=None) -> int:
     ap.add_argument("--bin", type=int, default=2)
     ap.add_argument("--limit", type=float, default=50.0, help="kept tilt range ±LIMIT degrees")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS),
+                    help="rows to run (default: all)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
     if args.threads:
@@ -64,7 +66,7 @@ def main(argv=None) -> int:
     ref = list(ref_rec)[-1].volume
     mask = ndimage.binary_dilation(ref > np.percentile(ref, 70), iterations=2)
     rows, slices = [], {"reference (±76°, SIRT)": ref}
-    for label, params in METHODS.items():
+    for label, params in ((k, METHODS[k]) for k in args.methods):
         kw = dict(params)
         method = kw.pop("method", label)
         t0 = time.perf_counter()

@@ -33,7 +33,11 @@ import numpy as np
 import torch
 
 from tomoprior import __version__, io
-from tomoprior.engine import run
+
+try:
+    from tomoprior.engine import run
+except ImportError:  # a checkout from before the engine's rename (PYTHONPATH=old/src: "before")
+    from tomoprior.run import run
 
 ROOT = Path(__file__).resolve().parents[1]
 NEEDLE = [ROOT.parent / "shared" / "data" / "needle_haadf" / "needle_haadf.tif",
@@ -94,7 +98,7 @@ def _one(method: str, params: dict, data: np.ndarray, geom, args, profile: bool)
     wall = time.perf_counter() - t0
     row = {"wall": round(wall, 2), "phases": {k: round(v, 2) for k, v in phases.items()},
            "iterations": None if last is None else int(last.iteration),
-           "residual": None if last is None else last.residual,
+           "residual": None if last is None else getattr(last, "residual", None),
            "chosen": {k: v for k, v in rec.provenance()["result"].items()
                       if k in ("lam", "mu", "lr")}}
     if prof is not None:
@@ -111,9 +115,11 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--no-profile", action="store_true", help="wall times only")
     ap.add_argument("--out", type=Path, help="write the rows as JSON here")
+    ap.add_argument("--needle", type=Path, help="the needle series (default: the shared or "
+                    "bundled copy)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    path = next(p for p in NEEDLE if p.is_file())
+    path = args.needle or next(p for p in NEEDLE if p.is_file())
     f = io.read(path)
     data = f.load().astype(np.float32)
     rows = {}
