@@ -313,9 +313,11 @@ def add_reconstruct_parser(sub) -> None:
                    "(default: all)")
     p.add_argument("--iterations", type=COUNT, metavar="N",
                    help="iterations of an iterative method (default: the method's, see "
-                   "`tomoprior methods`)")
+                   "`tomoprior methods`); CS-TV and restore_tv stop sooner once converged "
+                   "(--param tol=0 runs them all)")
     p.add_argument("--every", type=COUNT, metavar="K",
-                   help="progress and snapshot interval, iterations (default: the method's)")
+                   help="progress and snapshot interval, iterations (default: the method's, "
+                   "scaled with --iterations)")
     p.add_argument("--device", default="auto", choices=DEVICES,
                    help="where to compute: auto takes CUDA when there is one")
     p.add_argument("--param", action="append", metavar="KEY=VALUE",
