@@ -44,11 +44,17 @@ def test_cstv_beats_sirt_on_sparse_phantom(sparse_45):
 def test_cstv_converges_for_weak_and_strong_tv(sparse_45, lam):
     A, y, _, _ = sparse_45
     noisy = y + 0.05 * float(y.max()) * torch.randn(y.shape, generator=torch.Generator().manual_seed(1))
-    ref = _last(cstv(A, noisy, iterations=1500, lam=lam, every=1500)).loss
-    steps = list(cstv(A, noisy, iterations=300, lam=lam, every=100))
-    rel = [(s.loss - ref) / ref for s in steps]
+    best = _last(cstv(A, noisy, iterations=1500, lam=lam, every=1500, tol=0.0))
+    steps = list(cstv(A, noisy, iterations=300, lam=lam, every=100, tol=0.0))
+    rel = [(s.loss - best.loss) / best.loss for s in steps]
     assert rel[-1] < 5e-3  # within 0.5 % of the optimum found with 5x the iterations
     assert rel[-1] < rel[0]
+    # the default stop (the volume's relative change) ends sooner than the fixed count of
+    # 200 iterations the method ran before, with the same volume to SSIM 0.002
+    stopped = _last(cstv(A, noisy, iterations=300, lam=lam, every=300))
+    fixed = _last(cstv(A, noisy, iterations=200, lam=lam, every=200, tol=0.0))
+    assert stopped.iteration < 200
+    assert ssim(stopped.volume, fixed.volume, fit=True) > 0.998
 
 
 def test_cstv_objective_reported_matches_recomputed(sparse_45):
@@ -82,7 +88,10 @@ def test_cstv_auto_lambda_lands_near_best_of_grid():
                         mask=mask, fit=True) for lam in grid}
     best = max(scores.values())
     auto = _last(cstv(A, y, iterations=150, lam="auto", every=150))
-    assert len(auto.search) == 5
+    tried = auto.search  # strong to weak, until the held-out error turns up
+    assert 2 <= len(tried) <= 5 and [r["lam"] for r in tried] == sorted(grid, reverse=True)[:len(tried)]
+    if len(tried) < 5:
+        assert tried[-1]["val_median_abs"] > min(r["val_median_abs"] for r in tried[:-1])
     chosen = auto.extras["lam"]
     assert ssim(auto.volume, truth, mask=mask, fit=True) > best - 0.03, (chosen, scores)
 
