@@ -98,7 +98,7 @@ METHODS = {
             'channels': {'default': '16,32,64', 'help': 'Feature channels per level', 'min': None, 'max': None, 'choices': None, 'auto': False, 'advanced': True},
             'in_channels': {'default': 8, 'help': 'Channels of the random input', 'min': 1, 'max': 128, 'choices': None, 'auto': False, 'advanced': True},
             'val_fraction': {'default': 0.05, 'help': 'Held-out pixels (0 disables)', 'min': 0.0, 'max': 0.5, 'choices': None, 'auto': False, 'advanced': True},
-            'batch_slices': {'default': 16, 'help': '2D: random slab of slices per step (0: all)', 'min': 0, 'max': 100000, 'choices': None, 'auto': False, 'advanced': True},
+            'batch_slices': {'default': 'auto', 'help': "2D: random slab of slices per step (0: all), or 'auto': 16 for an untrained network, 8 for the pretrained one", 'min': 0, 'max': 100000, 'choices': None, 'auto': True, 'advanced': True},
             'ema': {'default': 0.7, 'help': 'Moving average of snapshots for the live view', 'min': 0.0, 'max': 0.9999, 'choices': None, 'auto': False, 'advanced': True},
             'amp': {'default': True, 'help': 'bfloat16 network on CUDA', 'min': None, 'max': None, 'choices': None, 'auto': False, 'advanced': True},
             'init': {'default': 'warm', 'help': 'warm: an untrained network on the warm start; pretrained: the trained restoration network on a SIRT base', 'min': None, 'max': None, 'choices': ['warm', 'pretrained'], 'auto': False, 'advanced': False},

@@ -73,6 +73,9 @@ from ._unet import SkipNet
 
 __all__ = ["diptv", "parse_channels"]
 
+DEFAULT_SLICES = 16  # slices per step of an untrained network (batch_slices="auto")
+PRETRAINED_SLICES = 8  # of the trained one, whose small steps need fewer
+
 
 def parse_channels(channels: str | tuple | list) -> tuple[int, ...]:
     """``"16,32,64"`` or a sequence -> tuple of ints."""
@@ -168,7 +171,7 @@ class DIPOptions:
     mode: str
     channels: tuple[int, ...]
     in_channels: int
-    batch_slices: int
+    batch_slices: int | str
     val_fraction: float
     ema: float
     amp: bool
@@ -252,6 +255,8 @@ class _DIPTV(Solver):
         self.train_w = torch.ones_like(self.yn) if self.train is None else self.train
         self.n_val = float(self.val.sum()) if self.val is not None else 0.0
         b = o.batch_slices
+        if b == "auto":  # the trained network's steps are small (lr 1e-5): half the slices do
+            b = PRETRAINED_SLICES if c["init"] == "pretrained" else DEFAULT_SLICES
         self.slab = ny if (c["mode"] == "3d" or not b or b >= ny) else int(b)
         self.A_slab = self.p.A if self.slab == ny else self.p.A.for_slices(self.slab)
         self.order = torch.Generator().manual_seed(self.p.seed + 1)
@@ -307,13 +312,20 @@ class _DIPTV(Solver):
             vol = torch.from_numpy(last.volume).to(device=p.device, dtype=p.A.dtype)
         if auto or (vol is None and kind == "cstv"):
             last = None
+            lam_only = vol is not None  # the start is made: CS-TV only chooses the weight
             # the mean-square rule: on data no volume fits it picks a stronger lambda than the
             # median, and the network, started from a weaker one, fits the inconsistency
-            for last in cstv(p.A, p.y, iterations=cs_its, lam=lam, lam_rule="mean square",
-                             every=max(1, cs_its // 10), mask=self.train, val_fraction=max(o.val_fraction, 0.01),
-                             seed=p.seed):
-                part = "λ search" if last.phase == "lambda search" else "CS-TV"
-                yield shown(last, part, True, lam=last.extras.get("lam"))
+            steps = cstv(p.A, p.y, iterations=cs_its, lam=lam, lam_rule="mean square",
+                         every=1 if lam_only else max(1, cs_its // 10), mask=self.train,
+                         val_fraction=max(o.val_fraction, 0.01), seed=p.seed)
+            try:
+                for last in steps:
+                    if lam_only and last.phase != "lambda search":
+                        break  # the weight is chosen; its fit would be thrown away
+                    part = "λ search" if last.phase == "lambda search" else "CS-TV"
+                    yield shown(last, part, True, lam=last.extras.get("lam"))
+            finally:
+                steps.close()
             if auto:
                 lam = float(last.extras["lam"])
             if vol is None and kind == "cstv":
@@ -416,8 +428,9 @@ class _DIPTV(Solver):
               advanced=True),
         Param("val_fraction", "Validation fraction", "Held-out pixels (0 disables)",
               min=0.0, max=0.5, advanced=True),
-        Param("batch_slices", "Slices per step", "2D: random slab of slices per step (0: all)",
-              min=0, max=100000, advanced=True),
+        Param("batch_slices", "Slices per step", "2D: random slab of slices per step (0: all), "
+              "or 'auto': 16 for an untrained network, 8 for the pretrained one",
+              min=0, max=100000, advanced=True, allow_auto=True),
         Param("ema", "Average decay", "Moving average of snapshots for the live view",
               min=0.0, max=0.9999, advanced=True),
         Param("amp", "Mixed precision", "bfloat16 network on CUDA", advanced=True),
@@ -453,7 +466,7 @@ def diptv(
     channels: str = "16,32,64",
     in_channels: int = 8,
     val_fraction: float = 0.05,
-    batch_slices: int = 16,
+    batch_slices: int | str = "auto",
     ema: float = 0.7,
     amp: bool = True,
     init: str = "warm",
@@ -497,8 +510,11 @@ def diptv(
         Random input channels (the warm-start volume is one more).
     val_fraction : float
         Held-out detector pixels for validation when no ``mask`` is given.
-    batch_slices : int
+    batch_slices : int or "auto"
         2D mode: each step fits a random slab of this many y-slices; 0 uses all.
+        ``"auto"``: 16 for an untrained network, 8 for the pretrained one (half
+        the network's cost per step; on docs/quality.md's specimens the same
+        SSIM within 0.002, see docs/benchmarks/methods_speed.md).
     ema : float
         Decay, per snapshot, of the moving average shown while running.
     amp : bool
