@@ -132,3 +132,17 @@ def test_diptv_stops_on_a_held_out_plateau(problem):
     forever = list(diptv(A, y, iterations=12, every=2, lr=0.0, lam=0.02, warm_start="sirt",
                          warm_iterations=5, channels="4,8", in_channels=2, patience=0, seed=0))
     assert forever[-1].iteration == 12
+
+
+def test_diptv_auto_lambda_with_a_made_start_runs_no_cstv_fit(problem):
+    """The SIRT start is made: CS-TV only chooses λ, its fit would be thrown away."""
+    from tomoprior.algorithms.cstv import AUTO_GRID, DEFAULT_LAM
+    from tomoprior.algorithms.diptv import diptv
+
+    A, y, _ = problem
+    steps = list(diptv(A, y, iterations=2, every=2, lam="auto", warm_start="sirt",
+                       warm_iterations=40, channels="4,8", in_channels=2, seed=0))
+    parts = {s.extras.get("warm_part") for s in steps if s.phase == "warm start"}
+    assert parts == {"SIRT", "λ search"}
+    lam = steps[-1].extras["lam"]
+    assert any(abs(lam - DEFAULT_LAM * f) < 1e-12 for f in AUTO_GRID)
