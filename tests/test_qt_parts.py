@@ -491,3 +491,23 @@ def test_progress_falls_back_to_the_named_objective_without_a_residual(qtbot):
     p.show_step(0, Step(iteration=3, volume=vol, loss=3.0, residual=0.2, total=9), 1.0)
     assert p.loss.label == "residual" and [10**y for _, y in p.loss.train] == pytest.approx([0.2])
     p.loss.grab()  # paints the long name elided
+
+
+def test_metrics_headers_stay_whole_in_a_narrow_dock(qtbot):
+    """The figures' headers are never cut; a long method name is elided, its tooltip whole."""
+    from tomoprior._qt.metrics_table import COLUMNS, MetricsTable
+
+    table = MetricsTable()
+    qtbot.addWidget(table)
+    name = "Restore + TV (learned prior) · 150 it"
+    table.start_rows([name, "SIRT · 100 it"])
+    table.resize(360, 200)
+    table.show()
+    qtbot.waitExposed(table)
+    header = table.horizontalHeader()
+    metrics = header.fontMetrics()
+    for col in range(1, len(COLUMNS)):
+        text = table.horizontalHeaderItem(col).text()
+        assert header.sectionSize(col) >= metrics.horizontalAdvance(text), text
+    table._set(0, 0, name)
+    assert table.item(0, 0).toolTip().startswith(name)

@@ -73,8 +73,11 @@ class MetricsTable(QTableWidget):
         self.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.setSelectionMode(QAbstractItemView.SingleSelection)
         hh = self.horizontalHeader()
-        hh.setSectionResizeMode(QHeaderView.Stretch)  # fit the dock, no sideways scrolling
-        hh.setSectionResizeMode(0, QHeaderView.ResizeToContents)
+        # the figures keep their full headers; the method's name takes the rest of the dock's
+        # width and is elided when the dock is narrow (its tooltip has it whole)
+        hh.setSectionResizeMode(QHeaderView.ResizeToContents)
+        hh.setSectionResizeMode(0, QHeaderView.Stretch)
+        self.setTextElideMode(Qt.ElideMiddle)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         self.setSizeAdjustPolicy(QAbstractScrollArea.AdjustToContents)  # as tall as its rows
         self.setMinimumHeight(80)
@@ -147,5 +150,8 @@ class MetricsTable(QTableWidget):
         item = QTableWidgetItem(str(text))
         align = Qt.AlignLeft if col == 0 else Qt.AlignRight
         item.setTextAlignment(int(align | Qt.AlignVCenter))
-        item.setToolTip(tip or COLUMNS[col][2])
+        tip = tip or COLUMNS[col][2]
+        if col == 0:  # the name may be elided in a narrow dock: the tooltip has it whole
+            tip = f"{text}\n{tip}"
+        item.setToolTip(tip)
         self.setItem(row, col, item)
