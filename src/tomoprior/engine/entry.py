@@ -134,10 +134,7 @@ def run(
     resolved = m.resolve(params)
     caps = m.capabilities
     notes: list[str] = []
-    prepared = prepare(
-        tilt_series, geometry, tilt_range=tilt_range, increment=increment, bin=bin,
-        slices=slices, thickness=thickness, exclude=exclude, notes=notes,
-    )
+    # the cheap checks first: nothing is read from a file before they pass
     its, ev = iteration_plan(m, iterations, every, notes, resolved)
     start = _whole("start", start, 0)
     seed = _whole("seed", seed, 0)
@@ -149,6 +146,10 @@ def run(
         raise ParameterError(f"{m.label} cannot resume a run")
     if resume is not None and chunk:
         raise ParameterError("resume continues a single-slab run: it cannot be combined with chunk")
+    prepared = prepare(
+        tilt_series, geometry, tilt_range=tilt_range, increment=increment, bin=bin,
+        slices=slices, thickness=thickness, exclude=exclude, notes=notes,
+    )
     check_memory(prepared, chunk, backend)
     rec = Reconstruction(
         m, prepared, params=resolved, iterations=its, every=ev, device=resolve_device(device),
