@@ -101,7 +101,9 @@ def _is_dask(a: Any) -> bool:
 _LARGEST = 1e30
 
 
-def _check_finite(data: np.ndarray) -> None:
+def _check_finite(data: np.ndarray, *, blank: bool = True) -> None:
+    """Refuse NaN, infinite and too large values; with ``blank=False`` also a series without a
+    single non-zero value (a whole kept series: a slab of one may be empty)."""
     bad = ~np.isfinite(data)
     if bad.any():
         tilts = np.unique(np.nonzero(bad)[0])[:5].tolist()
@@ -115,11 +117,7 @@ def _check_finite(data: np.ndarray) -> None:
             f"the tilt series holds values up to {peak:.3g}, too large for 32-bit arithmetic: "
             "rescale it (divide by a constant) before reconstructing"
         )
-
-
-def _check_not_blank(data: np.ndarray) -> None:
-    """Refuse a kept series without a single non-zero value (a slab of one may be empty)."""
-    if not np.any(data):
+    if peak == 0.0 and not blank:  # the peak is known: no second pass over the data
         raise DataError("the tilt series is all zeros: nothing to reconstruct (check the file, "
                         "or the contrast and offset it was saved with)")
 
@@ -201,8 +199,7 @@ def _canonical_streamed(
             out = np.empty((len(indices), slab[1] - slab[0], one.shape[2]), np.float32)
         out[j] = one[0, slab[0] : slab[1]]
     assert out is not None  # the geometry has at least two tilts
-    _check_finite(out)
-    _check_not_blank(out)
+    _check_finite(out, blank=False)
     return out
 
 
@@ -277,8 +274,7 @@ def prepare(
             canon = _canonical_lazy(data, geom, b)
         else:
             data = np.asarray(data).astype(np.float32, copy=False)
-            _check_finite(data)
-            _check_not_blank(data)
+            _check_finite(data, blank=False)
             canon = to_canonical(bin_images(data, b), geom)
         if slab != (0, full_y):
             canon = canon[:, slab[0] : slab[1]]

@@ -71,9 +71,10 @@ class Interpolated:
 
 
 def sidecar_path(path: str | os.PathLike) -> Path:
-    """``OUT.frames.json`` beside ``OUT.tif`` (the suffix replaced)."""
-    p = Path(path)
-    return p.with_name(p.stem + ".frames.json")
+    """``OUT.frames.json`` beside ``OUT.tif`` (the suffix replaced), where the reader looks."""
+    from ..io._read import frames_sidecar
+
+    return frames_sidecar(path)
 
 
 def write_sidecar(path: str | os.PathLike, result: Interpolated, source: str | None = None) -> Path:

@@ -229,11 +229,18 @@ def _read(path: pathlib.Path, angles: Any, lazy: bool | None, unit: str) -> Tilt
     )
 
 
+def frames_sidecar(path: str | pathlib.Path) -> pathlib.Path:
+    """``OUT.frames.json`` beside ``OUT.tif`` (the suffix replaced): the list of measured and
+    virtual frames of an interpolated series."""
+    p = pathlib.Path(path)
+    return p.with_name(p.stem + ".frames.json")
+
+
 def _virtual_frames(path: pathlib.Path, n: int, warnings: list[str]) -> dict | None:
     """The ``OUT.frames.json`` sidecar of an interpolated series: which frames are virtual."""
     import json
 
-    side = path.with_name(path.stem + ".frames.json")  # as interpolation.sidecar_path names it
+    side = frames_sidecar(path)
     if not side.is_file():
         return None
     try:
