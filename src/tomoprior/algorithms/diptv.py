@@ -53,7 +53,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -63,6 +63,7 @@ import torch.nn.functional as F
 from ..errors import ParameterError
 from ..operators.base import Projector
 from ..step import ResumeState, Step
+from ._adapt import ADAPT_PARAMS, DEFAULT_LR, AdaptOptions, adapt_network
 from ._common import quick_sirt, residual_ratio, robust_scale
 from ._declare import Param, method
 from ._dip_pretrained import PretrainedGenerator
@@ -178,6 +179,7 @@ class DIPOptions:
     init: str = "warm"
     model: str = ""
     patience: int = 0
+    adapt: AdaptOptions = field(default_factory=AdaptOptions)
 
 
 class _DIPTV(Solver):
@@ -187,6 +189,7 @@ class _DIPTV(Solver):
 
     def __init__(self, opts: DIPOptions, total: int, model: RestoreModel | None) -> None:
         self.o, self.total, self.model = opts, total, model
+        self.adapted: dict = {}  # the adaptation's summary (init="pretrained", adapt > 0)
         self.since_best = 0  # snapshots since the held-out error last improved
 
     # -- set-up -------------------------------------------------------------------------
@@ -207,6 +210,10 @@ class _DIPTV(Solver):
             its = int(self.model.card.get("input", {}).get("base_iterations", 100))
             warm_vol, lam = yield from self._warm_start(None, sirt_vol, start, "sirt", its,
                                                         base_mask=p.mask)
+            if self.o.adapt.steps:  # the network first learns this series, then fits it
+                self.adapted = yield from adapt_network(
+                    self.model, p, warm_vol, self.o.adapt, seed=p.seed, start=start,
+                    total=self.total, base_iterations=its)
         else:
             warm_vol, lam = yield from self._warm_start(x0, sirt_vol, start)
         warm = warm_vol is not None
@@ -385,6 +392,8 @@ class _DIPTV(Solver):
             if not last:  # a plateau: snapshots in a row without a better held-out error
                 self.since_best = 0 if self.best[0] < before else self.since_best + 1
         extras: dict[str, Any] = {"train_loss": data, "tv": tv, "lam": self.lam}
+        if last:
+            extras.update(self.adapted)
         shown, residual = self.avg, None
         if last and self.best[1] is not None:
             extras.update(best_iteration=self.best[2], best_heldout=self.best[0])
@@ -442,6 +451,7 @@ class _DIPTV(Solver):
         Param("patience", "Patience", "Stop once this many snapshots in a row have not "
               "improved the held-out error; the best is kept (0: run every step)",
               min=0, max=100000, advanced=True),
+        *ADAPT_PARAMS,
     ),
     citation="Ulyanov et al., CVPR 2018; Baguer et al., Inverse Problems 36 (2020) 094004",
     # the trained network starts near the result: a tenth of a cold start's steps
@@ -472,6 +482,10 @@ def diptv(
     init: str = "warm",
     model: str = "",
     patience: int = 8,
+    adapt: int = 0,
+    adapt_loss: str = "halves",
+    adapt_lr: float = DEFAULT_LR,
+    adapt_save: str = "",
 ) -> Iterator[Step]:
     """DIP-TV reconstruction as a generator of :class:`~tomoprior.step.Step`.
 
@@ -533,6 +547,10 @@ def diptv(
         apart) have not lowered the held-out error: the best snapshot is its
         result and later steps only fit noise. 0 runs all ``iterations``;
         without held-out pixels it never stops early.
+    adapt, adapt_loss, adapt_lr, adapt_save
+        With ``init="pretrained"``: test-time adaptation of the trained
+        network to this series (:mod:`~tomoprior.algorithms._adapt`) before
+        DIP-TV fits it; 0 starts from the network as shipped.
 
     Notes
     -----
@@ -557,7 +575,10 @@ def diptv(
     opts = DIPOptions(lam=lam, lr=lr, warm_start=warm_start, warm_iterations=warm_iterations,
                       mode=mode, channels=parse_channels(channels), in_channels=in_channels,
                       batch_slices=batch_slices, val_fraction=val_fraction, ema=ema, amp=amp,
-                      init=init, model=model, patience=patience)
+                      init=init, model=model, patience=patience,
+                      adapt=AdaptOptions.check(adapt, adapt_loss, adapt_lr, adapt_save))
+    if adapt and init != "pretrained":
+        raise ParameterError("adapt adapts the trained network: add --param init=pretrained")
     if model and init != "pretrained":
         raise ParameterError("model is used only with init='pretrained': add --param init=pretrained")
     if init == "pretrained" and mode != "2d":

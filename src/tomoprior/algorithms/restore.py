@@ -28,11 +28,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..errors import ParameterError
 from ..operators.base import Projector
 from ..step import Step, last_step
+from ._adapt import ADAPT_PARAMS, DEFAULT_LR, AdaptOptions
 from ._common import RELATIVE_RESIDUAL, residual_ratio, robust_scale
 from ._declare import Param, method
 from ._driver import Problem, Report, Solver, iterate
+from ._network_start import network_volume
 from ._restore_model import RestoreModel, load_model, restore_volume
 
 __all__ = ["MODEL_PARAMS", "restore"]
@@ -91,6 +94,34 @@ class _Restore(Solver):
         return self.report(iteration, False)
 
 
+class _AdaptedRestore(Solver):
+    """Base SIRT, adaptation of the network to the series, restoration (all in the set-up)."""
+
+    label = "Restore (adapted)"
+    hint = "lower adapt_lr"
+    objective = RELATIVE_RESIDUAL
+    phase = "restore"
+
+    def __init__(self, model: RestoreModel, batch: int, base_iterations: int,
+                 adapt: AdaptOptions) -> None:
+        self.model, self.batch, self.its, self.adapt = model, batch, base_iterations, adapt
+
+    def setup(self, p: Problem, x0: Any, start: int) -> Iterator[Step]:
+        self.p = p
+        x, self.summary = yield from network_volume(p, self.model, self.its, self.batch, start,
+                                                    self.adapt, p.seed, show_result=False)
+        self.x = x.to(p.device)
+
+    def update(self, k: int) -> None:
+        return None
+
+    def report(self, iteration: int, last: bool) -> Report:
+        with torch.no_grad():
+            res = residual_ratio(self.p.A(self.x.to(self.p.A.dtype)) - self.p.y, self.p.y)
+        return Report(self.x, res, res, extras={"model": self.model.name,
+                                                "reprojection_residual": res, **self.summary})
+
+
 @method(
     "restore", label="Restore (learned)", order=35,
     help="A trained U-Net++ restores the missing wedge of a SIRT (or WBP) reconstruction, "
@@ -98,6 +129,7 @@ class _Restore(Solver):
     params=(
         Param("base", "Base", "Reconstruction the network restores", choices=("sirt", "wbp")),
         *MODEL_PARAMS,
+        *ADAPT_PARAMS,
     ),
     separable=False,
     citation="Zhou et al., DLMIA 2018 (UNet++); Wang, Ding, Liu, Xin, Adv. Intell. Syst. 2020 "
@@ -113,6 +145,11 @@ def restore(
     base: str = "sirt",
     model: str = "",
     batch: int = 8,
+    seed: int = 0,
+    adapt: int = 0,
+    adapt_loss: str = "halves",
+    adapt_lr: float = DEFAULT_LR,
+    adapt_save: str = "",
 ) -> Iterator[Step]:
     """Restoration of a base reconstruction by the trained network.
 
@@ -133,6 +170,18 @@ def restore(
     batch : int
         Slices per network call. On the full needle (256² slices, two CPU threads) 8 is
         the fastest and peaks 1.07 GB; 32 took 20 % longer and peaked 2.37 GB.
+    seed : int
+        Seeds the adaptation's draws (slices, patches, rotations).
+    adapt : int
+        Steps of test-time adaptation of the network to this series before it
+        predicts (:mod:`~tomoprior.algorithms._adapt`; the base is then always
+        SIRT); 0 runs the network as shipped.
+    adapt_loss : "halves", "wedge" or "projection"
+        The adaptation's self-supervised loss.
+    adapt_lr : float
+        Adam learning rate of the adaptation.
+    adapt_save : str
+        Write the adapted network to this model file (must not exist).
 
     Yields
     ------
@@ -142,8 +191,15 @@ def restore(
         residual ``||A x - y|| / ||y||`` throughout (the base SIRT's, then the
         restoration's), the same as ``residual``.
     """
-    problem = Problem.build(A, y)
+    opts = AdaptOptions.check(adapt, adapt_loss, adapt_lr, adapt_save)
+    if opts.steps and base != "sirt":
+        raise ParameterError("adapt needs base=sirt: the adaptation's half-set reconstructions "
+                             "are SIRTs")
+    problem = Problem.build(A, y, seed=seed)
     net = load_model(model or None, A.device)  # a bad model file fails before any computation
+    if opts.steps:
+        return iterate(_AdaptedRestore(net, batch, iterations, opts), problem, name="restore",
+                       iterations=1, every=1, start=start)
     its = 1 if base == "wbp" else iterations
     return iterate(_Restore(base, net, batch), problem, name="restore", iterations=its,
                    every=every, start=start)

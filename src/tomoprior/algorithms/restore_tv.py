@@ -39,10 +39,12 @@ import torch
 from ..errors import ParameterError
 from ..operators.base import Projector
 from ..step import ResumeState, Step
-from ._common import estimate_scale, robust_scale, snapshot
+from ._adapt import ADAPT_PARAMS, DEFAULT_LR, AdaptOptions
+from ._common import estimate_scale
 from ._declare import Param, method
 from ._driver import Problem, Report, iterate
-from ._restore_model import RestoreModel, load_model, restore_volume
+from ._network_start import network_volume
+from ._restore_model import RestoreModel, load_model
 from .cstv import _CSTV, DEFAULT_TOL, OBJECTIVE, SOLVER_PARAMS
 from .restore import MODEL_PARAMS
 
@@ -57,29 +59,16 @@ class _RestoreTV(_CSTV):
     objective = f"{OBJECTIVE} + mu/2*||A||^2*||x-x_net||^2"
 
     def __init__(self, model: RestoreModel, mu: float, base_iterations: int, batch: int,
-                 **cstv: Any) -> None:
+                 adapt: AdaptOptions, **cstv: Any) -> None:
         super().__init__(**cstv)
-        self.model, self.mu = model, float(mu)
+        self.model, self.mu, self.adapt = model, float(mu), adapt
+        self.adapted: dict = {}
         self.base_iterations, self.batch = int(base_iterations), int(batch)
 
     def setup(self, p: Problem, x0: Any, start: int) -> Iterator[Step]:
-        from .sirt import sirt
-
         self.p = p
-        its = self.base_iterations
-        last = None
-        for last in sirt(p.A, p.y, iterations=its, every=max(1, its // 10), mask=p.mask):
-            # a copy: the network restores last.volume, whatever the consumer does
-            yield Step(iteration=start, volume=last.volume.copy(), loss=last.loss,
-                       residual=last.residual, objective_name=last.objective_name, phase="base",
-                       extras={"base_iteration": last.iteration,
-                               "phase_fraction": last.iteration / max(1, its)})
-        base = last.volume
-        scale = robust_scale(base)
-        x_net = restore_volume(self.model.net, base, scale, batch=self.batch)
-        del base, last
-        yield Step(iteration=start, volume=snapshot(x_net), phase="restore",
-                   extras={"model": self.model.name, "phase_fraction": 1.0})
+        x_net, self.adapted = yield from network_volume(
+            p, self.model, self.base_iterations, self.batch, start, self.adapt, p.seed)
         self.scale = estimate_scale(p.A, p.y, p.mask)
         self.yn = p.y / self.scale
         self.anchor = x_net.to(p.device, p.A.dtype) / self.scale
@@ -103,6 +92,8 @@ class _RestoreTV(_CSTV):
             r.loss += prior
             r.extras["prior"] = prior
         r.extras.update(mu=self.mu, model=self.model.name)
+        if last:
+            r.extras.update(self.adapted)
         return r
 
     def state(self) -> dict[str, Any]:
@@ -122,6 +113,7 @@ class _RestoreTV(_CSTV):
               "restores (the shipped model was trained on 100)", min=1, max=10000,
               advanced=True),
         *MODEL_PARAMS,
+        *ADAPT_PARAMS,
         Param("nonneg", "Non-negative", "Constrain densities to >= 0", advanced=True),
         *SOLVER_PARAMS,
     ),
@@ -143,6 +135,10 @@ def restore_tv(
     base_iterations: int = 100,
     model: str = "",
     batch: int = 8,
+    adapt: int = 0,
+    adapt_loss: str = "halves",
+    adapt_lr: float = DEFAULT_LR,
+    adapt_save: str = "",
     nonneg: bool = True,
     adaptive: bool = True,
     val_fraction: float = 0.05,
@@ -176,6 +172,9 @@ def restore_tv(
         Path of a restoration model file; empty for the shipped model.
     batch : int
         Slices per network call.
+    adapt, adapt_loss, adapt_lr, adapt_save
+        Test-time adaptation of the network before it predicts
+        (:mod:`~tomoprior.algorithms._adapt`); ``adapt=0`` runs it as shipped.
 
     Yields
     ------
@@ -189,9 +188,10 @@ def restore_tv(
         raise ParameterError(f"mu must be a number >= 0, got {mu}")
     if base_iterations < 1:
         raise ParameterError(f"base_iterations must be >= 1, got {base_iterations}")
+    opts = AdaptOptions.check(adapt, adapt_loss, adapt_lr, adapt_save)
     problem = Problem.build(A, y, mask, seed)
     net = load_model(model or None, A.device)  # a bad model file fails before any computation
-    solver = _RestoreTV(net, mu, base_iterations, batch, lam=lam, nonneg=nonneg,
+    solver = _RestoreTV(net, mu, base_iterations, batch, opts, lam=lam, nonneg=nonneg,
                         adaptive=adaptive, val_fraction=val_fraction, lam_rule=lam_rule,
                         iterations=iterations, lam_search=lam_search, tol=tol)
     return iterate(solver, problem, name="restore_tv", iterations=iterations, every=every,
