@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import ellipsoid_volume
 from tomoprior.algorithms._adapt import AdaptOptions, adapt_network, tilt_halves
 from tomoprior.algorithms._common import robust_scale
 from tomoprior.algorithms._driver import Problem
@@ -19,8 +20,6 @@ from tomoprior.cancel import StopRequested, stop_when
 from tomoprior.errors import ParameterError
 from tomoprior.operators import make_projector
 from tomoprior.step import last_step
-
-from conftest import ellipsoid_volume
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

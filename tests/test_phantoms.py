@@ -387,3 +387,18 @@ def test_supersampled_projection_close_but_not_identical():
     assert s2.shape == s1.shape
     err = rel_err(s2, s1)
     assert 1e-4 < err < 0.03
+
+
+def test_random_matter_is_seeded_non_negative_and_sums_its_components():
+    from tomoprior.phantoms import make_phantom
+    from tomoprior.phantoms._pairs import FAMILIES
+
+    a = make_phantom("matter", 24, seed=3, n_objects=6)
+    b = make_phantom("matter", 24, seed=3, n_objects=6)
+    c = make_phantom("matter", 24, seed=4, n_objects=6)
+    np.testing.assert_array_equal(a.volume, b.volume)
+    assert not np.array_equal(a.volume, c.volume)
+    assert a.volume.min() >= 0 and a.volume.max() > 0 and a.specimen_mask.any()
+    np.testing.assert_allclose(sum(v for _, v in a.components), a.volume, atol=1e-5)
+    assert any(k.startswith("particles_") for k, _ in a.components)
+    assert "matter" in FAMILIES  # the training generator draws it

@@ -85,7 +85,8 @@ class _Restore(Solver):
         out = restore_volume(self.model.net, vol, scale, batch=self.batch).to(self.p.device)
         self.phase = "restore"
         with torch.no_grad():
-            res = residual_ratio(self.p.A(out.to(self.p.A.dtype)) - self.p.y, self.p.y)
+            res = residual_ratio(self.p.A(out.to(self.p.A.dtype)) - self.p.y, self.p.y,
+                                 self.p.mask)
         return Report(out, res, res, extras={"model": self.model.name, "scale": scale,
                                              "reprojection_residual": res})
 
@@ -117,7 +118,8 @@ class _AdaptedRestore(Solver):
 
     def report(self, iteration: int, last: bool) -> Report:
         with torch.no_grad():
-            res = residual_ratio(self.p.A(self.x.to(self.p.A.dtype)) - self.p.y, self.p.y)
+            res = residual_ratio(self.p.A(self.x.to(self.p.A.dtype)) - self.p.y, self.p.y,
+                                 self.p.mask)
         return Report(self.x, res, res, extras={"model": self.model.name,
                                                 "reprojection_residual": res, **self.summary})
 
@@ -141,6 +143,7 @@ def restore(
     *,
     iterations: int = 100,
     every: int = 25,
+    mask: torch.Tensor | np.ndarray | None = None,
     start: int = 0,
     base: str = "sirt",
     model: str = "",
@@ -162,6 +165,10 @@ def restore(
         shipped model was trained on 100-iteration SIRT.
     every : int
         Snapshot interval of the base reconstruction.
+    mask : bool array like ``y``, optional
+        Detector pixels to use (``False`` = held out by the caller): neither
+        the base SIRT nor the adaptation sees the others, so their error
+        compares with the data-fitting methods'.
     start : int
         Iteration numbering starts here.
     base : "sirt" or "wbp"
@@ -195,7 +202,10 @@ def restore(
     if opts.steps and base != "sirt":
         raise ParameterError("adapt needs base=sirt: the adaptation's half-set reconstructions "
                              "are SIRTs")
-    problem = Problem.build(A, y, seed=seed)
+    if mask is not None and base == "wbp":
+        raise ParameterError("base=wbp uses every detector pixel; held-out pixels need "
+                             "base=sirt")
+    problem = Problem.build(A, y, mask, seed)
     net = load_model(model or None, A.device)  # a bad model file fails before any computation
     if opts.steps:
         return iterate(_AdaptedRestore(net, batch, iterations, opts), problem, name="restore",

@@ -35,6 +35,7 @@ from ..errors import MethodUnavailable
 from ._base import Phantom
 from ._clusters import nanoclusters
 from ._generic import blobs, phantom_faces, shepp_logan_3d, sparse_spheres
+from ._matter import random_matter
 from ._pairs import PairRanges, restoration_pairs, simulate_specimen
 from ._pt import CONTRAST_SUPPORT_LEVEL, pt_on_carbon
 from ._render import downsample_volume
@@ -56,6 +57,7 @@ __all__ = [
     "phantom_faces",
     "pt_on_carbon",
     "random_drift",
+    "random_matter",
     "restoration_pairs",
     "shepp_logan_3d",
     "simulate",
@@ -89,6 +91,7 @@ PHANTOMS: dict[str, Callable[..., Phantom]] = {
     "blobs": blobs,
     "spheres": sparse_spheres,
     "clusters": nanoclusters,
+    "matter": random_matter,
 }
 
 

@@ -39,7 +39,7 @@ from ._simulate import simulate
 __all__ = ["FAMILIES", "FIRST_SEED", "PairRanges", "Specimen", "restoration_pairs", "specimen_pairs"]
 
 FIRST_SEED = 100_000  # specimen seeds start here: far from every benchmark's seeds
-FAMILIES = ("pt_haadf", "pt_adf", "particles", "faces")
+FAMILIES = ("pt_haadf", "pt_adf", "particles", "faces", "matter")
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class PairRanges:
 
     sizes: tuple[int, ...] = (64, 80, 96)
     families: tuple[str, ...] = FAMILIES
-    family_weights: tuple[float, ...] = (0.3, 0.35, 0.15, 0.2)
+    family_weights: tuple[float, ...] = (0.2, 0.25, 0.1, 0.15, 0.3)
     max_tilt: tuple[float, float] = (45.0, 75.0)
     step: tuple[float, float] = (1.0, 20.0)
     dose: tuple[float, float] = (1e3, 1e5)  # log-uniform
@@ -92,6 +92,11 @@ def _draw(rng: np.random.Generator, r: PairRanges, seed: int) -> tuple:
         name = family
     elif family == "particles":
         name, kw = "spheres", {"n": int(rng.integers(3, 14))}
+    elif family == "matter":  # domain-randomised shapes, densities, textures, supports
+        name, kw = "matter", {"n_objects": int(rng.integers(2, 24)),
+                              "n_groups": int(rng.integers(1, 5))}
+        if rng.random() > 1 / 3:
+            contrast_variation = float(rng.uniform(*r.diffraction))
     else:
         name, kw = "faces", {"n_objects": int(rng.integers(4, 14))}
     ph = make_phantom(name, size, seed=seed, supersample=2, **kw)
