@@ -336,3 +336,22 @@ def test_restore_tv_reports_progress_and_the_residual_in_every_phase():
     assert all(s.extras["candidates"] > 1 for s in search)
     assert all(s.residual is not None and 0 <= s.residual < 2 for s in steps)
     assert {s.phase for s in steps} == {"base", "restore", "lambda search", "iterate"}
+
+
+def test_training_can_start_from_a_model_file(tiny_model, tmp_path):
+    import hashlib
+
+    path, _, _ = tiny_model
+    cfg = TrainConfig(steps=1, batch=2, patch=32, lr=1e-9, channels=(8, 16), specimens=1,
+                      val_specimens=1, validate_every=1, checkpoint_every=1, ranges=SMALL,
+                      init=str(path))
+    card = train_restore(tmp_path / "ft.pt", cfg)
+    assert card["training"]["init"]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    before = load_model(path).net.state_dict()
+    after = load_model(tmp_path / "ft.pt").net.state_dict()
+    for key, value in before.items():  # one step at lr 1e-9: the same weights
+        torch.testing.assert_close(after[key], value, atol=1e-3, rtol=0)
+    wrong = TrainConfig(steps=1, channels=(8, 16, 32), specimens=1, val_specimens=1,
+                        ranges=SMALL, init=str(path))
+    with pytest.raises(ParameterError, match="channels"):
+        train_restore(tmp_path / "wrong.pt", wrong)

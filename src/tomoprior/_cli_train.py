@@ -64,7 +64,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = TrainConfig(steps=args.steps, epochs=args.epochs, batch=args.batch, patch=args.size, lr=args.lr,
                       specimens=args.specimens, val_specimens=args.val_specimens, seed=args.seed,
                       base=args.base, gan_weight=args.gan_weight, gan_start=args.gan_start,
-                      validate_every=args.validate_every)
+                      validate_every=args.validate_every, init=args.init or "")
     return train_with_progress(args, out, "train restore", lambda: cfg.steps, train_restore,
                                cfg=cfg, cache=args.cache)
 
@@ -101,6 +101,8 @@ def add_train_parsers(sub) -> None:
                    help="step at which the GAN loss starts")
     t.add_argument("--validate-every", type=COUNT, default=1000, metavar="STEPS",
                    help="validation interval")
+    t.add_argument("--init", metavar="MODEL", help="start from this model file's weights "
+                   "(fine-tuning; its SHA-256 goes into the card); default: random weights")
     t.add_argument("--seed", type=WHOLE, default=0, help="seed of the specimens and the network")
     t.add_argument("--threads", type=COUNT, metavar="N", help="torch threads (default: torch's)")
     t.add_argument("--device", default="auto", choices=DEVICES,

@@ -61,6 +61,7 @@ class TrainConfig:
     checkpoint_every: int = 250
     validate_every: int = 1000
     ranges: dict = field(default_factory=dict)  # overrides of PairRanges (small tests)
+    init: str = ""  # a model file whose weights the network starts from (fine-tuning)
 
     def check(self) -> None:
         if self.epochs < 0 or not math.isfinite(self.epochs):
@@ -243,6 +244,20 @@ def _ralsgan(d_real: torch.Tensor, d_fake: torch.Tensor) -> tuple[torch.Tensor, 
     return 0.5 * d_loss, 0.5 * g_loss
 
 
+def _initial_weights(net: NestedUNet, path: str) -> dict:
+    """Load a model file's weights into ``net`` (same channels); returns what the card records."""
+    from .algorithms._restore_model import load_model
+
+    model = load_model(path)
+    if tuple(model.net.channels) != tuple(net.channels):
+        raise ParameterError(f"--init {path}: its channels {list(model.net.channels)} differ "
+                             f"from the network's {list(net.channels)}")
+    net.load_state_dict(model.net.state_dict())
+    digest = hashlib.sha256(Path(model.path).read_bytes()).hexdigest()
+    return {"model": model.name, "sha256": digest,
+            "package_version": model.card.get("package_version", "")}
+
+
 def train_restore(
     out: str | os.PathLike,
     cfg: TrainConfig,
@@ -263,6 +278,7 @@ def train_restore(
     t_start = time.perf_counter()
     torch.manual_seed(cfg.seed)
     net = NestedUNet(cfg.channels).to(dev).to(memory_format=torch.channels_last)
+    start_from = _initial_weights(net, cfg.init) if cfg.init else None
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     sched = cosine_schedule(opt, cfg.steps)
     with torch.random.fork_rng():
@@ -346,6 +362,8 @@ def train_restore(
         "validation": log[-1]["validation"] if log else {},
         "log": log,
     }
+    if start_from is not None:
+        card["training"]["init"] = start_from
     save_model(out, net, card)
     progress(f"wrote {out} and {out.with_suffix('.json').name}")
     return json.loads(json.dumps(card))

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._base import Phantom, check_size, check_supersample
-from ._render import Field, Grid, accumulate, ellipsoid_sd, mark, polyhedron_sd, random_rotation
+from ._render import Field, Grid, coverage, ellipsoid_sd, mark, polyhedron_sd, random_rotation
 
 __all__ = ["random_matter"]
 
@@ -106,6 +106,7 @@ def random_matter(size: int = 64, *, seed: int = 0, n_objects: int = 8, supersam
         support = support.astype(np.float32)
         specimen |= inside
     groups = [np.zeros(grid.shape, dtype=np.float32) for _ in range(max(1, int(n_groups)))]
+    texture = Field(rng, 3, 32, (0.5, 12.0)).on_grid(z, y, x)  # shared, shifted per object
     kinds = []
     scale = rng.uniform(0.04, 0.3)
     for i in range(int(n_objects)):
@@ -114,12 +115,17 @@ def random_matter(size: int = 64, *, seed: int = 0, n_objects: int = 8, supersam
         centre = rng.uniform(-0.4 + r / 2, 0.4 - r / 2, 3) if r < 0.8 else np.zeros(3)
         sd = _shape(rng, kind, centre, r)
         density = float(np.exp(rng.uniform(np.log(0.05), 0.0)))
-        block = np.zeros(grid.shape, dtype=np.float32)
-        accumulate(block, grid, sd, centre - r, centre + r, 1.0)
+        sl, coords = grid.block(centre - r - grid.h, centre + r + grid.h)
+        if sl is None:
+            continue
+        cov = coverage(sd(coords), grid.h)
         if rng.random() < 0.4:  # a texture or a gradient inside the object
-            tex = Field(rng, 3, 24, (0.5, 12.0)).on_grid(z, y, x)
-            block *= np.clip(1 + rng.uniform(0.1, 0.5) * tex, 0.0, None)
-        groups[i % len(groups)] += density * block
+            tex = np.roll(texture, tuple(int(v) for v in rng.integers(0, 64, 3)), (0, 1, 2))[sl]
+            grad = sum(g * (c - c0) for g, c, c0 in zip(rng.uniform(-1.0, 1.0, 3), coords, centre,
+                                                        strict=True))
+            cov = cov * np.clip(1 + rng.uniform(0.1, 0.5) * tex + 0.5 * grad / max(r, 1e-3),
+                                0.05, None)
+        groups[i % len(groups)][sl] += density * cov
         mark(specimen, grid, sd, centre - r, centre + r, margin)
         kinds.append(kind)
     vol = support + sum(groups)
