@@ -27,6 +27,7 @@ from superqt import QCollapsible
 
 from ..algorithms import METHODS, Method
 from .param_widgets import ParamField
+from .recommendation import RecommendationBox
 
 __all__ = ["MethodPage", "MethodPanel"]
 
@@ -134,6 +135,10 @@ class MethodPanel(QGroupBox):
         self.pages: dict[str, MethodPage] = {}
         lay = QVBoxLayout(self)
         lay.addWidget(self.combo)
+        # the measured advice for the learned methods (unseen-family benchmark)
+        self.advice = RecommendationBox(self)
+        self.advice.apply.connect(self.apply_settings)
+        lay.addWidget(self.advice)
         # one page per method; only the current one is shown (hidden pages take no room)
         for name, m in METHODS.items():
             page = MethodPage(m, iterations=iterations)
@@ -149,7 +154,15 @@ class MethodPanel(QGroupBox):
         current = self.combo.itemData(index)
         for name, page in self.pages.items():
             page.setVisible(name == current)
+        self.advice.show_for(current)
         self.changed.emit()
+
+    def apply_settings(self, method: str, params: dict) -> None:
+        """Select ``method`` and set the given parameters (the others keep their values)."""
+        self.set_method(method)
+        for key, value in params.items():
+            if key in self.page.fields:
+                self.page.fields[key].set(value)
 
     def set_method(self, name: str) -> None:
         i = self.combo.findData(name)
