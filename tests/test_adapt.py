@@ -1,5 +1,6 @@
 """Test-time adaptation of the trained network: losses, wedge geometry, stop, saved models."""
 
+import json
 import threading
 
 import numpy as np
@@ -167,3 +168,28 @@ def test_wedge_mask_holds_the_measured_spectrum_of_an_asymmetric_range(angles):
     turned = wedge_mask(32, lines, torch.tensor([40.0]))[0]
     back = wedge_mask(32, lines, torch.tensor([-40.0]))[0]
     assert float((pp * turned).sum()) > float((pp * back).sum())
+
+
+def test_cli_adapts_and_refuses_a_bad_adaptation_in_one_line(tmp_path, capsys, problem):
+    from tomoprior import io
+    from tomoprior.cli import main
+    from tomoprior.geometry import TiltGeometry
+
+    _, y, _ = problem
+    path = tmp_path / "s.tif"
+    series = np.ascontiguousarray(y.numpy().transpose(0, 2, 1))  # any layout: a valid series
+    io.write_tilt_series(path, series, TiltGeometry(ANGLES))
+    out = tmp_path / "v.tif"
+    bad = ["reconstruct", str(path), "-o", str(out), "--method", "restore",
+           "--param", "adapt=5", "--param", "adapt_loss=noise"]
+    try:
+        code = main(bad)
+    except SystemExit as exc:
+        code = int(exc.code)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "adapt_loss" in err[0] and not out.exists()
+    good = ["reconstruct", str(path), "-o", str(out), "--method", "restore", "--iterations", "10",
+            "--param", "adapt=3", "--param", "adapt_loss=wedge", "--json"]
+    assert main(good) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out.exists() and report["parameters"]["adapt"] == 3

@@ -113,6 +113,11 @@ def test_phase_texts_name_the_phase_and_its_progress():
     warm = Step(iteration=0, volume=vol, phase="warm start",
                 extras={"warm_part": "λ search", "candidate": 2, "candidates": 7})
     assert phase_text(warm) == "warm start: λ search 2/7"
+    adapt = Step(iteration=0, volume=vol, phase="adapt", extras={"adapt_step": 40,
+                                                                 "adapt_steps": 200})
+    assert phase_text(adapt) == "adapting the network to this series 40/200"
+    half = Step(iteration=0, volume=vol, phase="adapt base", extras={"half": "odd"})
+    assert phase_text(half) == "adaptation: SIRT of the odd tilts"
 
 
 def _no_jitter(monkeypatch):

@@ -205,6 +205,11 @@ def phase_text(step: Step) -> str:
     c, n = step.extras.get("candidate"), step.extras.get("candidates")
     if step.phase == "lambda search" and c and n:
         text = f"λ search {c}/{n}"
+    if step.phase == "adapt" and step.extras.get("adapt_steps"):
+        text = (f"adapting the network to this series "
+                f"{step.extras.get('adapt_step')}/{step.extras['adapt_steps']}")
+    if step.phase == "adapt base" and step.extras.get("half"):
+        text = f"adaptation: SIRT of the {step.extras['half']} tilts"
     part = step.extras.get("warm_part")
     if step.phase == "warm start" and part:
         text = f"warm start: {part}" + (f" {c}/{n}" if part == "λ search" and c and n else "")
