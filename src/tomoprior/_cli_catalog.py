@@ -44,10 +44,47 @@ METHODS = {
             'lam_rule': {'default': 'median', 'help': "Statistic of the held-out residual that lam='auto' minimises", 'min': None, 'max': None, 'choices': ['median', 'mean square'], 'auto': False, 'advanced': True},
         },
     },
+    'dart': {
+        'label': 'DART',
+        'help': "Discrete tomography for specimens of a few densities (vacuum + particles): SIRT, then segment by grey levels and refine the boundaries; levels='auto' finds them.",
+        'capabilities': ['iterative', 'resumable', 'uses_mask', 'seeded', 'warm_start'],
+        'default_iterations': 50,
+        'default_every': 5,
+        'defaults_when': {},
+        'params': {
+            'levels': {'default': 'auto', 'help': "Densities of the materials, lowest first, as a comma list (e.g. '0,1.5'), or 'auto': found on the SIRT start's histogram and refined on the projections", 'min': None, 'max': None, 'choices': None, 'auto': False, 'advanced': False},
+            'n_levels': {'default': 2, 'help': "Materials including vacuum, for levels='auto' (2: vacuum + one material)", 'min': 2, 'max': 5, 'choices': None, 'auto': False, 'advanced': False},
+            'sirt_iterations': {'default': 50, 'help': 'Iterations of the SIRT start', 'min': 0, 'max': 10000, 'choices': None, 'auto': False, 'advanced': False},
+            'fix_probability': {'default': 0.9, 'help': 'Chance that a voxel inside a segment is held at its level in an iteration (the rest are updated with the boundary)', 'min': 0.0, 'max': 1.0, 'choices': None, 'auto': False, 'advanced': False},
+            'smoothing': {'default': 0.2, 'help': "Weight of the neighbours' mean on the boundary voxels after each iteration (0: none)", 'min': 0.0, 'max': 1.0, 'choices': None, 'auto': False, 'advanced': False},
+            'sub_iterations': {'default': 3, 'help': 'SIRT iterations on the free voxels per DART iteration', 'min': 1, 'max': 100, 'choices': None, 'auto': False, 'advanced': True},
+            'output': {'default': 'segmented', 'help': 'What the steps show: the segmentation, or the continuous iterate (fixed voxels at their levels, free ones continuous)', 'min': None, 'max': None, 'choices': ['segmented', 'continuous'], 'auto': False, 'advanced': True},
+        },
+    },
+    'tvr_dart': {
+        'label': 'TVR-DART',
+        'help': "Discrete tomography relaxed: a soft segmentation with learned grey levels and TV, started from CS-TV; for particles of a few densities (levels='auto' finds them).",
+        'capabilities': ['iterative', 'resumable', 'uses_mask', 'seeded', 'warm_start'],
+        'default_iterations': 200,
+        'default_every': 20,
+        'defaults_when': {},
+        'params': {
+            'levels': {'default': 'auto', 'help': "Densities of the materials, lowest first, as a comma list (e.g. '0,1.5'), or 'auto': found on the start's histogram; both are learned with the volume unless learn_levels is off", 'min': None, 'max': None, 'choices': None, 'auto': False, 'advanced': False},
+            'n_levels': {'default': 2, 'help': "Materials including vacuum, for levels='auto' (2: vacuum + one material)", 'min': 2, 'max': 5, 'choices': None, 'auto': False, 'advanced': False},
+            'lam': {'default': 'auto', 'help': "Relative TV weight (as CS-TV), or 'auto': CS-TV's held-out choice (warm_start='cstv') or TVR-DART's own search", 'min': 0.0, 'max': 100.0, 'choices': None, 'auto': True, 'advanced': False},
+            'warm_start': {'default': 'cstv', 'help': 'Start volume', 'min': None, 'max': None, 'choices': ['cstv', 'sirt'], 'auto': False, 'advanced': False},
+            'warm_iterations': {'default': 300, 'help': 'Iterations of the warm start', 'min': 1, 'max': 10000, 'choices': None, 'auto': False, 'advanced': True},
+            'sharpness': {'default': 8.0, 'help': "Initial steepness of the soft segmentation's steps (learned with the levels)", 'min': 0.5, 'max': 100.0, 'choices': None, 'auto': False, 'advanced': True},
+            'learn_levels': {'default': True, 'help': 'Learn the grey levels and sharpness with the volume', 'min': None, 'max': None, 'choices': None, 'auto': False, 'advanced': True},
+            'lr': {'default': 0.01, 'help': 'Adam step size of the volume (density units)', 'min': 1e-05, 'max': 1.0, 'choices': None, 'auto': False, 'advanced': True},
+            'val_fraction': {'default': 0.05, 'help': "Held-out pixels for lam='auto'", 'min': 0.0, 'max': 0.5, 'choices': None, 'auto': False, 'advanced': True},
+            'output': {'default': 'soft', 'help': 'What the steps show: the soft segmentation S(x) or its hard segmentation', 'min': None, 'max': None, 'choices': ['soft', 'segmented'], 'auto': False, 'advanced': True},
+        },
+    },
     'restore': {
         'label': 'Restore (learned)',
         'help': 'A trained U-Net++ restores the missing wedge of a SIRT (or WBP) reconstruction, slice by slice; fast, but a prediction, not a fit to the data.',
-        'capabilities': ['iterative'],
+        'capabilities': ['iterative', 'uses_mask', 'seeded'],
         'default_iterations': 100,
         'default_every': 25,
         'defaults_when': {},
@@ -55,6 +92,10 @@ METHODS = {
             'base': {'default': 'sirt', 'help': 'Reconstruction the network restores', 'min': None, 'max': None, 'choices': ['sirt', 'wbp'], 'auto': False, 'advanced': False},
             'model': {'default': '', 'help': 'A model from `tomoprior train restore` (empty: the shipped one)', 'min': None, 'max': None, 'choices': None, 'auto': False, 'advanced': True},
             'batch': {'default': 8, 'help': 'Slices the network takes at once', 'min': 1, 'max': 4096, 'choices': None, 'auto': False, 'advanced': True},
+            'adapt': {'default': 0, 'help': 'Fine-tune the trained network on this series before it predicts (0: the network as shipped)', 'min': 0, 'max': 100000, 'choices': None, 'auto': False, 'advanced': False},
+            'adapt_loss': {'default': 'halves', 'help': 'Self-supervised loss of the adaptation: halves (re-wedged even tilts restore the odd), wedge (one volume), projection (held-out tilts)', 'min': None, 'max': None, 'choices': ['halves', 'wedge', 'projection'], 'auto': False, 'advanced': False},
+            'adapt_lr': {'default': 0.0001, 'help': 'Adam learning rate of the adaptation', 'min': 1e-07, 'max': 0.1, 'choices': None, 'auto': False, 'advanced': True},
+            'adapt_save': {'default': '', 'help': 'Write the adapted network to this model file (reuse it with model=...); empty: not saved', 'min': None, 'max': None, 'choices': None, 'auto': False, 'advanced': True},
         },
     },
     'restore_tv': {
@@ -70,6 +111,10 @@ METHODS = {
             'base_iterations': {'default': 100, 'help': 'Iterations of the SIRT the network restores (the shipped model was trained on 100)', 'min': 1, 'max': 10000, 'choices': None, 'auto': False, 'advanced': True},
             'model': {'default': '', 'help': 'A model from `tomoprior train restore` (empty: the shipped one)', 'min': None, 'max': None, 'choices': None, 'auto': False, 'advanced': True},
             'batch': {'default': 8, 'help': 'Slices the network takes at once', 'min': 1, 'max': 4096, 'choices': None, 'auto': False, 'advanced': True},
+            'adapt': {'default': 0, 'help': 'Fine-tune the trained network on this series before it predicts (0: the network as shipped)', 'min': 0, 'max': 100000, 'choices': None, 'auto': False, 'advanced': False},
+            'adapt_loss': {'default': 'halves', 'help': 'Self-supervised loss of the adaptation: halves (re-wedged even tilts restore the odd), wedge (one volume), projection (held-out tilts)', 'min': None, 'max': None, 'choices': ['halves', 'wedge', 'projection'], 'auto': False, 'advanced': False},
+            'adapt_lr': {'default': 0.0001, 'help': 'Adam learning rate of the adaptation', 'min': 1e-07, 'max': 0.1, 'choices': None, 'auto': False, 'advanced': True},
+            'adapt_save': {'default': '', 'help': 'Write the adapted network to this model file (reuse it with model=...); empty: not saved', 'min': None, 'max': None, 'choices': None, 'auto': False, 'advanced': True},
             'nonneg': {'default': True, 'help': 'Constrain densities to >= 0', 'min': None, 'max': None, 'choices': None, 'auto': False, 'advanced': True},
             'adaptive': {'default': True, 'help': 'Residual-balancing primal/dual steps', 'min': None, 'max': None, 'choices': None, 'auto': False, 'advanced': True},
             'val_fraction': {'default': 0.05, 'help': "Held-out pixels for lam='auto'", 'min': 0.0, 'max': 0.5, 'choices': None, 'auto': False, 'advanced': True},
@@ -104,6 +149,10 @@ METHODS = {
             'init': {'default': 'warm', 'help': 'warm: an untrained network on the warm start; pretrained: the trained restoration network on a SIRT base', 'min': None, 'max': None, 'choices': ['warm', 'pretrained'], 'auto': False, 'advanced': False},
             'model': {'default': '', 'help': 'Restoration model for init=pretrained (empty: the shipped one)', 'min': None, 'max': None, 'choices': None, 'auto': False, 'advanced': True},
             'patience': {'default': 8, 'help': 'Stop once this many snapshots in a row have not improved the held-out error; the best is kept (0: run every step)', 'min': 0, 'max': 100000, 'choices': None, 'auto': False, 'advanced': True},
+            'adapt': {'default': 0, 'help': 'Fine-tune the trained network on this series before it predicts (0: the network as shipped)', 'min': 0, 'max': 100000, 'choices': None, 'auto': False, 'advanced': False},
+            'adapt_loss': {'default': 'halves', 'help': 'Self-supervised loss of the adaptation: halves (re-wedged even tilts restore the odd), wedge (one volume), projection (held-out tilts)', 'min': None, 'max': None, 'choices': ['halves', 'wedge', 'projection'], 'auto': False, 'advanced': False},
+            'adapt_lr': {'default': 0.0001, 'help': 'Adam learning rate of the adaptation', 'min': 1e-07, 'max': 0.1, 'choices': None, 'auto': False, 'advanced': True},
+            'adapt_save': {'default': '', 'help': 'Write the adapted network to this model file (reuse it with model=...); empty: not saved', 'min': None, 'max': None, 'choices': None, 'auto': False, 'advanced': True},
         },
     },
     'inr': {
@@ -133,6 +182,6 @@ METHODS = {
     },
 }
 
-PHANTOMS = ('pt_haadf', 'pt_adf', 'shepp_logan', 'faces', 'blobs', 'spheres', 'clusters')
+PHANTOMS = ('pt_haadf', 'pt_adf', 'shepp_logan', 'faces', 'blobs', 'spheres', 'clusters', 'matter')
 
 NOISE_DEFAULTS = {'dose': 10000.0, 'sigma': 0.05}

@@ -26,6 +26,7 @@ from qtpy.QtWidgets import (
 from superqt import QCollapsible
 
 from ..algorithms import METHODS, Method
+from ..errors import ParameterError
 from .param_widgets import ParamField
 from .recommendation import RecommendationBox
 
@@ -77,6 +78,10 @@ class MethodPage(QWidget):
         for f in self.fields.values():
             if not f.param.advanced:
                 basic.addRow(f.label, f.widget.native)
+        self.levels_panel = None  # grey levels on a histogram, for the discrete methods
+        if "levels" in self.fields and not self.fields["levels"].param.advanced:
+            self.levels_panel = self._levels_panel()
+            basic.addRow(self.levels_panel)
         self.collapsible = None
         if advanced:
             self.collapsible = QCollapsible("Advanced")
@@ -109,9 +114,27 @@ class MethodPage(QWidget):
         if self.every.value() == old[1]:
             self.every.setValue(new[1])
 
+    def _levels_panel(self) -> Any:
+        from .histogram_picker import LevelsPanel
+
+        levels, count = self.fields["levels"], self.fields.get("n_levels")
+        panel = LevelsPanel(read=lambda: str(levels.raw()), write=levels.set,
+                            count=lambda: int(count.raw()) if count is not None else 2)
+        levels.widget.changed.connect(panel.field_changed)
+        return panel
+
     def params(self) -> dict[str, Any]:
         """Parsed parameter values; raises ValueError naming the field."""
-        return {name: f.value() for name, f in self.fields.items()}
+        values = {name: f.value() for name, f in self.fields.items()}
+        if self.levels_panel is not None:  # a comma list is checked here, before any run
+            from ..algorithms._grey_levels import parse_levels
+
+            f = self.fields["levels"]
+            try:
+                parse_levels(values["levels"])
+            except ParameterError as exc:
+                raise ParameterError(f"{f.label}: {exc}") from None
+        return values
 
     def reset(self) -> None:
         for f in self.fields.values():
