@@ -6,16 +6,21 @@ Before it predicts, ``adapt`` steps of Adam fine-tune it on the measured
 series alone, with a self-supervised loss that needs no ground truth
 (``adapt_loss``):
 
+``"wedge"`` (the default)
+    The rotate-and-re-wedge loss (:mod:`._wedge`) on the base reconstruction:
+    patches of its slices across the tilt axis are rotated and re-wedged and
+    the network restores them; the loss compares with the rotated patches
+    where those were measured (IsoNet's recipe in the slice plane).
 ``"halves"``
-    The rotate-and-re-wedge loss (:mod:`._wedge`) with input and target from
-    independent halves of the tilts: patches of slices across the tilt axis
+    The same loss with input and target from independent halves of the
+    tilts: patches of slices across the tilt axis
     of the even-tilt reconstruction are rotated and re-wedged and the
     network restores them; the loss compares with the rotated odd-tilt
     patches where those were measured (DeepDeWedge's recipe in the slice
-    plane; the halves' independent noise and streaks cannot be learned).
-``"wedge"``
-    The same loss with input and target from the one base reconstruction
-    (IsoNet's recipe in the slice plane).
+    plane; the halves' independent noise and streaks cannot be learned). With
+    coarse steps a half has too few tilts: at 20° (seven tilts in ±60°) each
+    half-set SIRT is so poor that the adapted network gets worse
+    (docs/benchmarks/adapt_tuning.md).
 ``"projection"``
     Projection consistency with tilts held out of the network's input: the
     network restores the even-tilt reconstruction and its volume is
@@ -61,7 +66,7 @@ from ._wedge import rewedge, rotate_patches, slice_plane_angles, wedge_loss, wed
 
 __all__ = ["ADAPT_LOSSES", "ADAPT_PARAMS", "AdaptOptions", "adapt_network", "tilt_halves"]
 
-ADAPT_LOSSES = ("halves", "wedge", "projection")
+ADAPT_LOSSES = ("wedge", "halves", "projection")
 DEFAULT_LR = 1e-4
 PATCH = 64  # side of the rotated patches of the wedge losses
 PACE = 2.0  # seconds of adaptation between two pictures
@@ -70,9 +75,9 @@ PACE = 2.0  # seconds of adaptation between two pictures
 ADAPT_PARAMS = (
     Param("adapt", "Adaptation steps", "Fine-tune the trained network on this series before "
           "it predicts (0: the network as shipped)", min=0, max=100000),
-    Param("adapt_loss", "Adaptation loss", "Self-supervised loss of the adaptation: halves "
-          "(re-wedged even tilts restore the odd), wedge (one volume), projection (held-out "
-          "tilts)", choices=ADAPT_LOSSES),
+    Param("adapt_loss", "Adaptation loss", "Self-supervised loss of the adaptation: wedge "
+          "(rotated, re-wedged slices of the base), halves (the even tilts' restore the odd "
+          "tilts'; needs fine steps), projection (held-out tilts)", choices=ADAPT_LOSSES),
     Param("adapt_lr", "Adaptation rate", "Adam learning rate of the adaptation", min=1e-7,
           max=1e-1, log=True, advanced=True),
     Param("adapt_save", "Save adapted model", "Write the adapted network to this model file "
@@ -85,7 +90,7 @@ class AdaptOptions:
     """Checked adaptation parameters (see :data:`ADAPT_PARAMS`)."""
 
     steps: int = 0
-    loss: str = "halves"
+    loss: str = "wedge"
     lr: float = DEFAULT_LR
     save: str = ""
 

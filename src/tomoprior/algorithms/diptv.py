@@ -483,7 +483,7 @@ def diptv(
     model: str = "",
     patience: int = 8,
     adapt: int = 0,
-    adapt_loss: str = "halves",
+    adapt_loss: str = "wedge",
     adapt_lr: float = DEFAULT_LR,
     adapt_save: str = "",
 ) -> Iterator[Step]:

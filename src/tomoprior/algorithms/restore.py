@@ -150,7 +150,7 @@ def restore(
     batch: int = 8,
     seed: int = 0,
     adapt: int = 0,
-    adapt_loss: str = "halves",
+    adapt_loss: str = "wedge",
     adapt_lr: float = DEFAULT_LR,
     adapt_save: str = "",
 ) -> Iterator[Step]:

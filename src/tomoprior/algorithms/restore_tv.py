@@ -136,7 +136,7 @@ def restore_tv(
     model: str = "",
     batch: int = 8,
     adapt: int = 0,
-    adapt_loss: str = "halves",
+    adapt_loss: str = "wedge",
     adapt_lr: float = DEFAULT_LR,
     adapt_save: str = "",
     nonneg: bool = True,
