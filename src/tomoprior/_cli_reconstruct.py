@@ -36,11 +36,71 @@ __all__ = ["add_reconstruct_parser", "cmd_reconstruct"]
 
 
 def _outputs(args: argparse.Namespace, m, out: Path) -> list[Path]:
-    """The files written beside the volume: its JSON record, the alignment files."""
-    companions = [] if out.suffix.lower() in (".tif", ".tiff", ".zarr") else [out.with_suffix(".json")]
+    """The files written beside the volume: its JSON record, the alignment files, the
+    uncertainty map and half sets (each with its record)."""
+    def with_record(p: Path) -> list[Path]:
+        return [p] if p.suffix.lower() in (".tif", ".tiff", ".zarr") else [p, p.with_suffix(".json")]
+
+    companions = with_record(out)[1:]
     if args.align or m.capabilities.learns_poses:
         companions += alignment_files(out)
+    for p in _trust_files(args, out).values():
+        companions += with_record(p)
     return companions
+
+
+def _beside(out: Path, suffix: str) -> Path:
+    """``vol.mrc`` -> ``vol_std.mrc``; ``vol.ome.zarr`` -> ``vol_std.ome.zarr``."""
+    name = out.name
+    ext = ".ome.zarr" if name.lower().endswith(".ome.zarr") else out.suffix
+    return out.with_name(name[: len(name) - len(ext)] + suffix + ext)
+
+
+def _trust_files(args: argparse.Namespace, out: Path) -> dict[str, Path]:
+    """``OUT_std`` (the uncertainty map) with --halves or --ensemble; ``OUT_half1`` and
+    ``OUT_half2`` (the even and the odd tilts) with --halves."""
+    if not (args.halves or args.ensemble):
+        return {}
+    names = {"std": "_std", **({"half1": "_half1", "half2": "_half2"} if args.halves else {})}
+    return {key: _beside(out, suffix) for key, suffix in names.items()}
+
+
+def _write_trust(args: argparse.Namespace, rec, out: Path, prov: dict) -> dict[str, str]:
+    """Write the map and the halves beside the volume (same pixel size, the run's provenance
+    with what the file holds); returns ``{"uncertainty_map": path, "halves": [paths]}``."""
+    import numpy as np
+
+    from . import io
+
+    files = _trust_files(args, out)
+    if not files:
+        return {}
+    geom = rec.prepared.geometry
+    written: dict[str, Any] = {}
+
+    def write(path: Path, volume, content: str) -> str:
+        io.write_volume(path, np.asarray(volume, np.float32), pixel_size=geom.pixel_size,
+                        pixel_unit=geom.pixel_unit, provenance={**prov, "content": content},
+                        overwrite=args.overwrite)
+        return str(path)
+
+    if rec.uncertainty is not None:
+        written["uncertainty_map"] = write(
+            files["std"], rec.uncertainty, "uncertainty map: per-voxel standard deviation "
+            f"relative to the contrast of {out.name} (see trust.uncertainty)")
+    halves = rec.halves()
+    if halves is not None and "half1" in files:
+        written["halves"] = [write(files["half1"], halves[0], "half set 1: the even tilts"),
+                             write(files["half2"], halves[1], "half set 2: the odd tilts")]
+    for p in [written.get("uncertainty_map"), *written.get("halves", [])]:
+        if p:
+            print(f"wrote {p}", file=sys.stderr)
+    if rec.fsc is not None:
+        f, u = rec.fsc, rec.fsc.unit
+        parts = [f"{label} {'≤' if f.at_nyquist(which) else ''}{f.resolution(which):.3g} {u}"
+                 for which, label in (("spherical", "spherical"), ("xy", "x-y"), ("z", "z"))]
+        print("resolution (FSC 0.143 of the half sets): " + ", ".join(parts), file=sys.stderr)
+    return written
 
 
 def _check_options(args: argparse.Namespace, data) -> None:
@@ -71,6 +131,11 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 
     m = get_method(args.method)
     out = Path(args.output)
+    trust = {k: v for k, v in (("halves", args.halves), ("ensemble", args.ensemble)) if v}
+    if trust:
+        from .engine.halves import check_trust
+
+        check_trust(args.halves, args.ensemble)
     check_output(args, io.VOLUME_EXTENSIONS, "volume", _outputs(args, m, out))
     f = read_series(args)
     g = geometry_of(f, args)
@@ -84,14 +149,17 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     # must hold for the whole volume (CS-TV's automatic λ, the INR's learned alignment)
     whole = (m.name == "cstv" and m.resolve(params).get("lam") == "auto") or (
         m.name == "inr" and m.resolve(params).get("learn_pose"))
-    if args.scheduler or (args.chunk and (out.suffix.lower() == ".zarr"
-                                          or (whole and not args.heldout))):
+    if trust and (args.scheduler or (args.chunk and out.suffix.lower() == ".zarr")):
+        raise CliError("--halves and --ensemble run in one process: leave out --scheduler, or "
+                       "--chunk with an .ome.zarr output")
+    if not trust and (args.scheduler or (args.chunk and (out.suffix.lower() == ".zarr"
+                                                         or (whole and not args.heldout)))):
         return _reconstruct_slabs(args, m, f, g, data, params, out, aligned)
     virtual = f.metadata.get("virtual_frames")
     rec = run(
         m.name, data, g, iterations=args.iterations, every=args.every, device=args.device,
         heldout=args.heldout, seed=args.seed, chunk=args.chunk, source=str(f.path),
-        **({"virtual": virtual} if virtual else {}), **_selection(args), **params,
+        **({"virtual": virtual} if virtual else {}), **_selection(args), **trust, **params,
     )
     warned = print_warnings(f.warnings)
     warned += print_warnings(rec.warnings, warned)
@@ -122,11 +190,12 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     seconds = rec.seconds + (aligned.seconds if aligned else 0.0)
     msg = f"wrote {out} {tuple(last.volume.shape)} in {seconds:.1f}s"
     print(msg + (" (interrupted: last iterate kept)" if interrupted else ""), file=sys.stderr)
+    trust_files = _write_trust(args, rec, out, prov) if trust else {}
     learned = _write_learned_alignment(rec, last, out)
     files = learned or _write_found_alignment(aligned, out)
     if args.json:
         s = dict(summary(rec))
-        s.update(output=str(out), warnings=warned)
+        s.update(output=str(out), warnings=warned, **trust_files)
         _add_alignment(s, aligned, files)
         if interrupted:
             s.update(interrupted=True, exit_status=130)
@@ -328,6 +397,14 @@ def add_reconstruct_parser(sub) -> None:
                    help="seed of the randomised methods and of the held-out pixels")
     p.add_argument("--chunk", type=COUNT, metavar="N",
                    help="reconstruct in slabs of N slices (default: the whole volume at once)")
+    p.add_argument("--halves", action="store_true",
+                   help="reconstruct the even and the odd tilts separately: OUT is their "
+                   "average, OUT_half1/OUT_half2 the halves, OUT_std the uncertainty map; the "
+                   "resolution (FSC 0.143 and ½-bit, spherical, x-y, z) goes to stderr and --json")
+    p.add_argument("--ensemble", type=number(int, 1, 32), metavar="K",
+                   help="K runs, each leaving out 1/K of the tilts (seeds SEED+k): OUT is their "
+                   "mean, OUT_std the per-voxel standard deviation relative to the contrast; "
+                   "with --halves, K pairs of half sets (the first even/odd)")
     p.add_argument("--scheduler", metavar="{threads,processes,ADDRESS}",
                    help="with --chunk: run the slabs in threads, in processes, or on a dask "
                    "cluster (scheduler address tcp://host:8786; needs the [distributed] extra)")

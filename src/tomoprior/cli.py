@@ -2,7 +2,7 @@
 
 Sub-commands, each in a module of its own: ``info`` (``_cli_info``),
 ``reconstruct`` (``_cli_reconstruct``), ``simulate`` (``_cli_simulate``),
-``align`` (``_cli_align``), ``interpolate`` and ``train interpolate``
+``align`` (``_cli_align``), ``assess`` (``_cli_assess``), ``interpolate`` and ``train interpolate``
 (``_cli_interpolate``), ``train restore`` (``_cli_train``) and ``methods``
 (``_cli_methods``); what they share is in ``_cli_common``. This module
 builds the parser and runs a command: errors a user can cause print one
@@ -10,7 +10,7 @@ line and exit with status 2, an interruption (Ctrl-C, SIGTERM) exits with
 130 at any point, and with ``--json`` the last line of standard output is
 always one JSON object, the summary or the error.
 
-``--help``, ``info`` and ``methods`` never import torch: the method and
+``--help``, ``info``, ``assess`` and ``methods`` never import torch: the method and
 phantom names come from the generated ``_cli_catalog``.
 """
 
@@ -39,6 +39,7 @@ def _description() -> str:
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every sub-command (no torch import: the help stays quick)."""
     from ._cli_align import add_align_parser
+    from ._cli_assess import add_assess_parser
     from ._cli_info import add_info_parser
     from ._cli_interpolate import add_interpolate_parser
     from ._cli_methods import add_methods_parser
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_reconstruct_parser(sub)
     add_simulate_parser(sub)
     add_align_parser(sub)
+    add_assess_parser(sub)
     add_interpolate_parser(sub)
     add_train_parsers(sub)
     add_methods_parser(sub)

@@ -23,6 +23,8 @@ magicgui. One widget per module:
 ``live_layer``      the one result layer a run updates in place; shared contrast
 ``results``         names, scale, placement and provenance of result layers
 ``metrics_table``   the comparison's table of figures
+``uncertainty``     half sets / ensemble options and the uncertainty layer of a run
+``resolution_plot`` the half-set FSC curves and tilt-plane polar plot; the Resolution dock
 ``difference``      difference maps (method minus reference)
 ``profile_plot``    line profiles of the compared methods (one colour each)
 ``tilt_list``       the tilts with thumbnails, to untick bad frames

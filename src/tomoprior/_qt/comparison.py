@@ -8,8 +8,11 @@ them side by side (same slice, one camera) with contrast limits on a
 common scale, and a table lists, per method, the reprojection residual (the
 one figure every method has in the same sense; a method's own objective is
 only in the method cell's tooltip), the held-out error, SSIM and PSNR
-against an optional reference volume, and the compute time. What a run
-warns of is shown once, however many methods warn of it.
+against an optional reference volume, the compute time and, with "Half sets"
+ticked (each method then runs on the even and the odd tilts apart and shows
+their average), the resolution in the x-y plane and along z from the halves'
+Fourier shell correlation, computed in the worker with the other figures.
+What a run warns of is shown once, however many methods warn of it.
 "Difference map" adds the selected method minus the reference (or minus the
 first method) as a new layer.
 """
@@ -49,6 +52,7 @@ from .method_panel import MethodPage, MethodPanel
 from .metrics_table import MetricsTable
 from .profile_plot import ProfilePlot
 from .progress import RunProgress, objective_text
+from .resolution_plot import resolution_figures
 from .results import layer_name, placement, result_metadata
 from .tilt_panel import TiltPanel
 
@@ -140,6 +144,11 @@ class ComparisonWidget(ScrollHost):
             "adds SSIM and PSNR to the table and is the base of difference maps"
         )
         self.device = DevicePicker()
+        self.halves = QCheckBox("Half sets: resolution x-y / z")
+        self.halves.setToolTip(
+            "Run every method on the even and the odd tilts apart (about the time of one run) "
+            "and show their average; the table adds the resolution from their Fourier shell "
+            "correlation")
         self.run_button = QPushButton("Run comparison")
         self.run_button.setToolTip(
             "Run the ticked methods one after another, then show them side by side"
@@ -176,6 +185,7 @@ class ComparisonWidget(ScrollHost):
         form = QFormLayout()
         form.addRow("Reference", self.reference)
         form.addRow("Device", self.device)
+        form.addRow(self.halves)
         lay.addLayout(form)
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button)
@@ -321,10 +331,13 @@ class ComparisonWidget(ScrollHost):
         series, geometry, kwargs, source = req.series, req.geometry, req.kwargs, req.source
         if req.virtual is not None:  # recorded in the provenance: the frames kept that are virtual
             kwargs = {**kwargs, "virtual": req.virtual}
+        if self.halves.isChecked():
+            kwargs = {**kwargs, "halves": True}
 
         def evaluate(rec: Any) -> dict:
             vol = rec.last.volume
             out = rec.evaluate(vol)
+            out.update(resolution_figures(rec))
             if reference is not None:
                 if reference.shape == vol.shape:
                     out.update(rec.evaluate(vol, reference))

@@ -1,4 +1,4 @@
-"""The comparison's table: one row per method, quality figures and time."""
+"""The comparison's table: one row per method, quality figures, resolution and time."""
 
 from __future__ import annotations
 
@@ -47,6 +47,15 @@ COLUMNS: tuple[tuple[str, str, str, str], ...] = (
         "Peak signal-to-noise ratio against the reference volume, after a "
         "least-squares intensity fit",
         "{:.2f}",
+    ),
+    (
+        "resolution",
+        "Resolution xy / z",
+        "Resolution in the x-y plane and along the beam (z) where the Fourier shell correlation "
+        "of the even- and odd-tilt half sets falls below 0.143 (cones of ±20°; ≤: still above "
+        "it at Nyquist). Tick \"Half sets\" to compute it. Both halves lack the same missing "
+        "wedge: along z it says how reproducible the filling is, not that it is right",
+        "{}",
     ),
     ("seconds", "Time (s)", "Compute time of the method", "{:.1f}"),
 )

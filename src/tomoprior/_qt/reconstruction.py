@@ -1,21 +1,27 @@
 """The Reconstruction dock widget: one method, live result, provenance.
 
-Layout (top to bottom): the tilt-series panel, the method panel, device,
-"reuse the result layer", Run / Stop / Save result…, progress with the live
-residual plot, and "Fill in tilts" (:mod:`.fill_tilts`: a denser series with
-virtual frames as a new layer, never used by Run unless chosen). A
-run streams into ONE result layer (created on the first step, then updated
+Layout (top to bottom), scrolling: the tilt-series panel, the method panel,
+"Where to trust it" (half sets, an ensemble: :mod:`.uncertainty`), device,
+"reuse the result layer", progress with the live residual plot, and "Fill in
+tilts" (:mod:`.fill_tilts`: a denser series with virtual frames as a new
+layer, never used by Run unless chosen); below them, always in sight, Run /
+Stop / Save result…. A run streams into ONE result layer (created on the first step, then updated
 in place, at most a few times per second); the user's layers are never
 modified. A finished (or stopped) run records its provenance in the layer's
 ``metadata["provenance"]``, which the writer saves with the volume (with
-the virtual frames it kept, when the series was filled in). What the run
-warns of (``rec.warnings``) is shown once as a notification. Closing the
+the virtual frames it kept, when the series was filled in). A run with half
+sets or an ensemble streams a second layer beside the result, the uncertainty
+map, and a half-set run opens the Resolution dock (:mod:`.resolution_plot`).
+The docks it opens (the orthogonal views, the resolution) are tabbed with the
+method docks and this one stays in front, so Run and Stop never leave sight.
+What the run warns of (``rec.warnings``) is shown once as a notification. Closing the
 widget, its dock or the viewer ends the run quietly (:mod:`.closing`).
 
 napari's Save dialog lists napari's own TIFF writer before the plugin's (it
 orders writers by registration, and napari's come first), and that writer
 drops the provenance and the pixel size. "Save result…" always writes
-through the plugin's writer; the first result says so once.
+through the plugin's writer; a line under the buttons says so after the first
+result (a notification would stay over the canvas).
 """
 
 from __future__ import annotations
@@ -25,9 +31,11 @@ from typing import TYPE_CHECKING, Any
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
+    QDockWidget,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
+    QLabel,
     QPushButton,
     QVBoxLayout,
     QWidget,
@@ -45,9 +53,11 @@ from .live_layer import LiveLayer
 from .messages import notify_error, notify_info, notify_warning, user_message
 from .method_panel import MethodPanel
 from .progress import RunProgress
+from .resolution_plot import ResolutionDock
 from .results import layer_name, placement, result_metadata
 from .tilt_overlay import TiltAngleOverlay
 from .tilt_panel import TiltPanel
+from .uncertainty import TrustPanel, UncertaintyLayer
 
 if TYPE_CHECKING:
     import napari
@@ -63,6 +73,7 @@ class ReconstructionWidget(ScrollHost):
         self.viewer = napari_viewer
         self.tilt = TiltPanel(napari_viewer)
         self.method_panel = MethodPanel()
+        self.trust = TrustPanel()
         self.device = DevicePicker()
         self.fill = FillTiltsPanel(napari_viewer, self.tilt, self.device.device)
         self.angle_overlay = TiltAngleOverlay(
@@ -85,6 +96,12 @@ class ReconstructionWidget(ScrollHost):
             "provenance (napari's own TIFF writer drops both)"
         )
         self.save_button.setEnabled(False)
+        self.save_hint = QLabel(
+            "To keep the provenance and pixel size, save with \"Save result…\" or pick "
+            "napari-tomoprior in napari's Save dialog")
+        self.save_hint.setWordWrap(True)
+        self.save_hint.setStyleSheet("color: gray;")
+        self.save_hint.hide()
         self.progress = RunProgress()
         self.controller = RunController(self)
 
@@ -92,21 +109,31 @@ class ReconstructionWidget(ScrollHost):
         lay = QVBoxLayout(content)
         lay.addWidget(self.tilt)
         lay.addWidget(self.method_panel)
+        lay.addWidget(self.trust)
         form = QFormLayout()
         form.addRow("Device", self.device)
         form.addRow(self.reuse)
         lay.addLayout(form)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.run_button)
-        buttons.addWidget(self.stop_button)
-        buttons.addWidget(self.save_button)
-        lay.addLayout(buttons)
         lay.addWidget(self.progress)
         lay.addWidget(self.fill)
         lay.addStretch(1)
         self.set_content(content)
+        # Run, Stop and Save stay in sight under the scrolling settings, whatever the dock's
+        # height (at 1366x768 the settings alone are taller than the screen)
+        footer = QWidget()
+        foot = QVBoxLayout(footer)
+        foot.setContentsMargins(6, 2, 6, 4)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.stop_button)
+        buttons.addWidget(self.save_button)
+        foot.addLayout(buttons)
+        foot.addWidget(self.save_hint)
+        self.layout().addWidget(footer)
 
         self.live: LiveLayer | None = None
+        self.uncertainty: UncertaintyLayer | None = None
+        self.resolution_dock: ResolutionDock | None = None
         self.last_layer: Any = None
         self._queued: Job | None = None
         self._run: dict[str, Any] = {}
@@ -122,6 +149,7 @@ class ReconstructionWidget(ScrollHost):
         c.failed.connect(self._on_failed)
         c.run_ended.connect(self._on_run_ended)
         c.warning.connect(notify_warning)
+        self.trust.overlay_changed.connect(self._on_overlay)
         self.guard = WorkGuard(self, self.end_work)
 
     # -- actions -------------------------------------------------------------------------
@@ -140,6 +168,12 @@ class ReconstructionWidget(ScrollHost):
         series, geometry, kwargs, source = req.series, req.geometry, req.kwargs, req.source
         if req.virtual is not None:  # recorded in the provenance: the frames kept that are virtual
             kwargs = {**kwargs, "virtual": req.virtual}
+        trust = self.trust.options()  # half sets, an ensemble: checked before the run starts
+        if trust:
+            from ..engine.halves import check_trust
+
+            check_trust(trust.get("halves", False), trust.get("ensemble"))
+            kwargs = {**kwargs, **trust}
 
         def make() -> Any:
             return run(
@@ -164,6 +198,7 @@ class ReconstructionWidget(ScrollHost):
                 "device": device,
                 "method": method.name,
                 "iterative": method.capabilities.iterative,
+                "trust": trust,
             },
         )
 
@@ -188,6 +223,8 @@ class ReconstructionWidget(ScrollHost):
     def _start(self, job: Job) -> None:
         reuse = self.reuse.isChecked() and self.last_layer is not None
         self.live = LiveLayer(self.viewer, self.last_layer if reuse else None)
+        self.uncertainty = (UncertaintyLayer(self.viewer, self.trust.overlay.isChecked())
+                            if job.info.get("trust") else None)
         self._run = {"job": job, "rec": None, "step": None}
         self.progress.begin(1)
         self.controller.start([job])
@@ -213,6 +250,23 @@ class ReconstructionWidget(ScrollHost):
         name = layer_name(job.label, step, job.info["series"], state, job.info["iterative"])
         self.live.show(step.volume, name=name, scale=scale, translate=translate, metadata=meta,
                        units=(napari_unit(ps, unit),) * 3, final=final)
+        # a half-set or ensemble run's map, when a new one formed (the step that carried it
+        # may have been skipped by the throttled display: the run keeps the latest)
+        umap = getattr(rec, "current_map", None)
+        if umap is not None and self.uncertainty is not None and (
+                final or umap is not self._run.get("map")):
+            self._run["map"] = umap
+            extra = {"uncertainty_of": name, "content": "per-voxel standard deviation relative "
+                     "to the contrast of the result"}
+            self.uncertainty.show(umap, name=f"{name} uncertainty", scale=scale,
+                                  translate=translate, metadata={**meta, **extra},
+                                  units=(napari_unit(ps, unit),) * 3)
+            if self.live.alive and final:  # the result stays the active layer
+                self.viewer.layers.selection.active = self.live.layer
+
+    def _on_overlay(self, on: bool) -> None:
+        if self.uncertainty is not None:
+            self.uncertainty.set_overlay(on)
 
     def _on_step(self, ev: JobStep) -> None:
         self._run["step"] = ev.step
@@ -225,6 +279,7 @@ class ReconstructionWidget(ScrollHost):
         if self.live is not None and self.live.alive:
             self.last_layer = self.live.layer
             self.save_button.setEnabled(True)
+            self.save_hint.show()
             # each in its own turn of the event loop, after the final picture is drawn:
             # together they would hold the interface for ~0.2 s
             QTimer.singleShot(0, self._open_views_after_run)
@@ -238,13 +293,32 @@ class ReconstructionWidget(ScrollHost):
             return
         if views is not None:
             QTimer.singleShot(0, lambda: self._point_views(views))
-        if not self._save_hint_shown:
-            self._save_hint_shown = True
-            QTimer.singleShot(0, lambda: notify_info(
-                "To keep the provenance and pixel size, save with \"Save result…\" "
-                "or pick napari-tomoprior in napari's Save dialog"))
+        rec = self._run.get("rec")
+        if getattr(rec, "fsc", None) is not None:
+            QTimer.singleShot(0, self.show_resolution)
 
-    _save_hint_shown = False  # once per widget
+    def show_resolution(self) -> ResolutionDock | None:
+        """Dock the resolution plot (once, tabbed with the method docks) on the last result."""
+        if self.resolution_dock is None:
+            dock = ResolutionDock(self.viewer)
+            try:
+                self.viewer.window.add_dock_widget(dock, name="Resolution (half sets)",
+                                                   area="right", tabify=True)
+            except Exception as exc:  # a viewer without a window: no dock
+                logger.debug("resolution dock not shown: %s", exc)
+                return None
+            self.resolution_dock = dock
+        self._keep_in_front()
+        self.resolution_dock.show_layer(self.last_layer)
+        return self.resolution_dock
+
+    def _keep_in_front(self) -> None:
+        """This dock's tab in front again after another dock was tabbed with it."""
+        parent = self.parent()
+        while parent is not None and not isinstance(parent, QDockWidget):
+            parent = parent.parent()
+        if parent is not None:
+            parent.raise_()
 
     def save_result(self, path: str) -> list[str]:
         """Write the last result layer through the plugin's writer; returns the paths written."""
@@ -279,12 +353,13 @@ class ReconstructionWidget(ScrollHost):
         return views
 
     def _orthogonal_views_dock(self) -> Any:
-        try:
+        try:  # tabbed with the method docks: under this one it would squeeze Run and Stop away
             _, views = self.viewer.window.add_plugin_dock_widget(
-                "napari-tomoprior", "Orthogonal views", tabify=False)
+                "napari-tomoprior", "Orthogonal views", tabify=True)
         except Exception as exc:  # a viewer without a window (headless use): no views
             logger.debug("orthogonal views not shown: %s", exc)
             return None
+        self._keep_in_front()
         return views
 
     def _point_views(self, views: Any) -> None:

@@ -55,7 +55,9 @@ class TiltAngleOverlay:
 
     def refresh(self, *_: Any) -> None:
         text = self.text()
-        overlay = self.viewer.text_overlay
+        # napari 0.9 moved it (viewer.text_overlay warns, as a toast over the canvas)
+        overlays = getattr(getattr(self.viewer, "canvas", None), "overlays", None)
+        overlay = getattr(overlays, "text", None) or self.viewer.text_overlay
         if text:
             overlay.color = VIRTUAL_COLOR if "· VIRTUAL" in text else "white"
             overlay.text = text

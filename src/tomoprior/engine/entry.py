@@ -18,6 +18,7 @@ from ..errors import DataError, ParameterError, warn
 from ..geometry import TiltGeometry
 from .checks import check_heldout, iteration_plan, virtual_in_run
 from .checks import whole as _whole
+from .halves import TrustRun, check_trust
 from .inputs import prepare
 from .memory import check_memory
 from .session import Reconstruction
@@ -50,6 +51,8 @@ def run(
     source: str | None = None,
     preview: bool = False,
     virtual: Any = None,
+    halves: bool = False,
+    ensemble: int | None = None,
     **params: Any,
 ) -> Reconstruction:
     """Reconstruct ``tilt_series`` with ``method``, streaming Steps.
@@ -102,6 +105,18 @@ def run(
         Images of ``tilt_series`` that are virtual (filled in between the
         measured ones), as indices or as ``TiltSeriesFile.virtual_frames``;
         the kept ones are recorded in the provenance (``virtual_frames``).
+    halves : bool
+        Reconstruct the even and the odd kept tilts (in angle order) separately:
+        the result is their average, the last Step adds the uncertainty map
+        and the resolution from their Fourier shell correlation (spherical, x-y,
+        z, over the tilt plane), and the provenance records both halves under
+        ``"trust"`` (see :mod:`tomoprior.engine.halves`).
+    ensemble : int, optional
+        With ``halves``: that many pairs of half sets (the first even/odd, the
+        others random splits). Without: ``K >= 2`` runs, each leaving out one
+        fold of a K-fold split of the tilts, with seeds ``seed + k``; the result
+        is their mean and the map their jackknife standard deviation. Not with
+        ``x0`` or ``resume``.
     preview : bool
         Yield first a filtered backprojection with ``phase="preview"``
         (``iteration=0``, no loss) while an iterative method sets up: the
@@ -139,6 +154,10 @@ def run(
     start = _whole("start", start, 0)
     seed = _whole("seed", seed, 0)
     heldout = check_heldout(heldout, caps.uses_mask, m.label, notes)
+    trust = check_trust(halves, ensemble)
+    if trust is not None and (x0 is not None or resume is not None):
+        raise ParameterError("half sets and ensembles start every run afresh: leave out "
+                             + ("x0" if x0 is not None else "resume"))
     if chunk is not None:
         chunk = _whole("chunk", chunk, 1)
     ov = (0 if caps.separable else 8) if overlap is None else _whole("overlap", overlap, 0)
@@ -151,10 +170,10 @@ def run(
         slices=slices, thickness=thickness, exclude=exclude, notes=notes,
     )
     check_memory(prepared, chunk, backend)
-    rec = Reconstruction(
+    rec = (Reconstruction if trust is None else TrustRun)(
         m, prepared, params=resolved, iterations=its, every=ev, device=resolve_device(device),
         backend=backend, x0=x0, start=start, heldout=heldout, seed=seed, chunk=chunk,
-        overlap=ov, source=source,
+        overlap=ov, source=source, **({} if trust is None else {"trust": trust}),
     )
     rec.virtual = virtual_in_run(virtual, prepared.selection.indices, tilt_series.shape[0])
     rec.warnings = notes
@@ -260,6 +279,8 @@ def summary(rec: Reconstruction) -> Mapping[str, Any]:
     chosen = chosen_values(prov)
     out["parameters"] = {**prov["parameters"], **chosen}
     out["chosen"] = chosen
+    if "trust" in prov:  # half sets or an ensemble: resolution and map, members
+        out["trust"] = prov["trust"]
     return out
 
 
