@@ -1,5 +1,6 @@
 """DART and TVR-DART: segmentation, automatic grey levels, resume, levels checks, warnings."""
 
+import json
 import warnings
 
 import numpy as np
@@ -257,3 +258,24 @@ def test_cli_refuses_invalid_levels_with_exit_2(tmp_path, capsys, text):
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "levels" in err[0] and err[0].startswith("tomoprior:")
     assert not out.exists()
+
+
+def test_cli_prints_the_level_fit_warning_once_and_records_it(tmp_path, capsys):
+    from tomoprior import io
+
+    n = 32
+    v = np.zeros((n, n, n), np.float32)
+    v[10:22, 6:26, 6:26] = np.linspace(0.1, 1.0, 20, dtype=np.float32)[None, None, :]
+    A = make_projector(ANGLES, v.shape, device="cpu")
+    path = tmp_path / "graded.tif"
+    io.write_tilt_series(path, A(torch.from_numpy(v)).numpy(),
+                         TiltGeometry(ANGLES, tilt_axis="vertical"))  # the canonical frame
+    out = tmp_path / "v.tif"
+    rc = main(["reconstruct", str(path), "-o", str(out), "--method", "dart", "--iterations", "10",
+               "--json"])
+    cap = capsys.readouterr()
+    lines = [line for line in cap.err.splitlines() if "histogram poorly" in line]
+    assert rc == 0 and len(lines) == 1 and lines[0].startswith("tomoprior: warning:")
+    report = json.loads(cap.out.strip().splitlines()[-1])
+    assert any("histogram poorly" in w for w in report["warnings"])
+    assert any("histogram poorly" in w for w in io.read_provenance(out)["warnings"])

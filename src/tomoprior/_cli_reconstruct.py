@@ -178,6 +178,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         rec.close()
     finally:
         bar.finish()
+    warned += print_warnings(rec.warnings, warned)  # what the method noticed while it ran
     if interrupted and (last is None or not args.save_interrupted):
         raise Interrupted("nothing written" + ("" if last is None else
                                                " (--save-interrupted keeps the last iterate)"))

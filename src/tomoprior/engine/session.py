@@ -125,6 +125,9 @@ class Reconstruction(Iterator[Step]):
         finally:
             self.seconds += time.perf_counter() - t0
         self.last = step
+        note = step.extras.get("warning") if step.extras else None
+        if isinstance(note, str) and note not in self.warnings:  # a method's own one-liner
+            self.warnings.append(note)
         return step
 
     def close(self) -> None:
