@@ -534,7 +534,12 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true",
                     help="development subset: 3 families, 48³, one dose, 20° steps, no needle")
     ap.add_argument("--out", type=Path, help="write <out>.md, <out>.json and <out>.png")
+    ap.add_argument("--merge", nargs="+", type=Path, metavar="JSON",
+                    help="write one table from the .json of parts run side by side (e.g. one "
+                         "process per core, each with its own --families); runs nothing")
     args = ap.parse_args(argv)
+    if args.merge:
+        return merge(args)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     if args.quick:
@@ -597,6 +602,34 @@ def main(argv=None) -> int:
         shown = {k: v for k, v in slices.items()
                  if k[0] == "needle" or k[0].endswith(f" {max(args.steps):g}°")}
         figure(shown, labels, args.out.with_suffix(".png"))
+    return 0
+
+
+def merge(args) -> int:
+    """One table from parts run side by side (their rows and machine states joined)."""
+    parts = [json.loads(p.read_text()) for p in args.merge]
+    results = [r for part in parts for r in part["rows"]]
+    rows: dict = {}
+    skipped: dict = {}
+    for part in parts:
+        rows.update({lb: (v["method"], v["params"]) for lb, v in part["meta"]["rows"].items()})
+        skipped.update(part["meta"]["skipped"])
+    commands = [part["meta"]["command"] for part in parts]
+    state = {**parts[0]["meta"],
+             "command": "` and `".join(commands) + "` side by side, then `python "
+             + shlex.join(sys.argv), "parts": [
+        {k: part["meta"].get(k) for k in ("command", "elapsed_s", "load_average")}
+        for part in parts]}
+    elapsed = max(part["meta"]["elapsed_s"] for part in parts)  # they ran at the same time
+    labels = list(rows)
+    summary = summarise(results, labels)
+    text = markdown(results, summary, skipped, state, args, rows, elapsed)
+    print(text)
+    if args.out:
+        args.out.with_suffix(".md").write_text(text)
+        args.out.with_suffix(".json").write_text(json.dumps(
+            {"meta": {**state, "elapsed_s": elapsed, "merged": [str(p) for p in args.merge]},
+             "summary": summary, "rows": results}, indent=1, default=_json))
     return 0
 
 

@@ -55,11 +55,18 @@ def save_model(path: str | os.PathLike, net: NestedUNet, card: dict) -> Path:
 
 
 def load_model(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> RestoreModel:
-    """Load a restoration model (default: the one shipped with the package)."""
-    if path is None or str(path) in ("", "default"):
-        from ..models import DEFAULT_RESTORE_MODEL
+    """Load a restoration model: a file, or a shipped one by name (default: restore_default).
 
+    The package ships ``restore_default`` (the default) and ``restore_broad``
+    (also trained on domain-randomised matter; docs/models/restore_broad.md).
+    """
+    from ..models import DEFAULT_RESTORE_MODEL, MODEL_DIR
+
+    if path is None or str(path) in ("", "default"):
         path = DEFAULT_RESTORE_MODEL
+    elif (MODEL_DIR / f"{path}.pt").is_file() and not Path(str(path)).suffix \
+            and Path(str(path)).name == str(path):
+        path = MODEL_DIR / f"{path}.pt"  # a shipped model by name
     net, card, path = load_model_file(
         path, FORMAT, FORMAT_VERSION, "restoration model", "NestedUNet",
         lambda arch: NestedUNet(tuple(int(c) for c in arch["channels"])))

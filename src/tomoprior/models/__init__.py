@@ -3,6 +3,10 @@
 ``restore_default.pt`` is the missing-wedge restoration network of the
 ``restore`` method (and DIP-TV's ``init="pretrained"``); its card, training
 command and validation table are in ``docs/models/restore_default.md``.
+``restore_broad.pt`` is the same network fine-tuned with domain-randomised
+matter added to the training draw (``model=restore_broad``;
+``docs/models/restore_broad.md``): better on that family, slightly worse on
+the Pt specimens, so it is not the default.
 ``interpolate_default.pt`` is the tilt-frame interpolation network of
 ``tomoprior interpolate --method learned`` (``docs/models/interpolate_default.md``).
 """
