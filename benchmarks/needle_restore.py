@@ -42,6 +42,9 @@ METHODS = {
     "restore_tv": {"iterations": 300},
     "diptv (pretrained)": {"method": "diptv", "init": "pretrained", "iterations": 100,
                            "every": 25, "lam": 0.02},
+    # test-time adaptation to the needle itself (wedge loss, 200 steps)
+    "restore (adapted)": {"method": "restore", "iterations": 100, "adapt": 200},
+    "restore_tv (adapted)": {"method": "restore_tv", "iterations": 300, "adapt": 200},
 }
 
 
