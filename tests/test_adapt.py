@@ -111,9 +111,10 @@ def test_stop_during_adaptation_keeps_the_last_volume(problem, monkeypatch):
         with pytest.raises(StopRequested):
             for st in gen:
                 shown.append(st)
-                if st.phase == "adapt" and st.extras["adapt_step"] == 3:
+                if st.phase == "adapt":  # the first picture of the adaptation: stop there
                     event.set()
-    assert shown[-1].phase == "adapt" and shown[-1].extras["adapt_step"] == 3
+    assert shown[-1].phase == "adapt" and shown[-1].extras["adapt_step"] < 50
+    assert sum(st.phase == "adapt" for st in shown) == 1
 
 
 @pytest.mark.parametrize("kwargs, match", [

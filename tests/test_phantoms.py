@@ -43,7 +43,7 @@ def pt48() -> Phantom:
 
 def test_registry_names():
     assert set(PHANTOMS) == {"pt_haadf", "pt_adf", "shepp_logan", "faces", "blobs", "spheres",
-                             "clusters"}
+                             "clusters", "matter"}
     with pytest.raises(MethodUnavailable, match="unknown phantom"):
         make_phantom("nope", 24)
     assert make_phantom("Shepp-Logan", 24).name == "shepp_logan"
