@@ -101,7 +101,11 @@ def measure_method(w, meter: StallMeter, draws: DrawLog, name: str, stop_after: 
     viewer = w.viewer
     for lay in _volumes(viewer):
         viewer.layers.remove(lay)
-    w.method_panel.set_method(name)
+    method, _, spec = name.partition(":")  # "restore:adapt=200": a method with parameters
+    params = dict(kv.split("=", 1) for kv in spec.split("+") if kv)
+    w.method_panel.set_method(method)
+    if params:
+        w.method_panel.apply_settings(method, params)
     _pump(0.3)
     t0 = time.perf_counter()
     w.run_button.click()
@@ -214,7 +218,8 @@ def table(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--methods", default=",".join(METHODS),
+                    help="comma-separated; METHOD:NAME=VALUE+NAME=VALUE sets parameters")
     ap.add_argument("--stop-after", type=float, default=1.5,
                     help="seconds the run goes on after the first picture before Stop")
     ap.add_argument("--timeout", type=float, default=120.0)

@@ -18,6 +18,8 @@ import argparse
 import json
 from pathlib import Path
 
+from tomoprior.algorithms import get_method
+
 
 def condense(data: dict, source: str) -> dict:
     meta = data["meta"]
@@ -29,7 +31,9 @@ def condense(data: dict, source: str) -> dict:
     out_rows = []
     for s in overall:
         spec = rows_meta[s["row"]]
-        params = {k: v for k, v in spec["params"].items() if k != "device"}
+        method = get_method(spec["method"])  # values typed by the declaration ("200" -> 200)
+        params = {k: method.param(k).parse(v) for k, v in spec["params"].items()
+                  if k != "device"}
         label = s["row"] if not params else f"{spec['method']} with " + ", ".join(
             f"{k}={v}" for k, v in params.items())
         out_rows.append({"row": s["row"], "method": spec["method"], "params": params,
