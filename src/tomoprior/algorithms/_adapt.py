@@ -154,7 +154,7 @@ class _Adaptation:
                  seed: int, batch: int) -> None:
         self.model, self.p, self.opts, self.batch = model, p, opts, max(1, int(batch))
         self.base = base.to(p.device, torch.float32)
-        self.scale = robust_scale(self.base.cpu().numpy())
+        self.scale = robust_scale(base.detach().cpu().numpy())
         self.rng = torch.Generator().manual_seed(int(seed) + 7)
         self.net = model.net
         self.dtype = next(self.net.parameters()).dtype
@@ -219,7 +219,8 @@ class _Adaptation:
         was = self.net.training
         self.net.eval()
         try:
-            return restore_volume(self.net, self.base.cpu(), self.scale, batch=self.batch)
+            # the base stays on the device: each batch of slices is read from it
+            return restore_volume(self.net, self.base, self.scale, batch=self.batch)
         finally:
             self.net.train(was)
 

@@ -11,7 +11,7 @@ from ..step import last_step
 
 __all__ = [
     "RELATIVE_RESIDUAL", "as_tensor", "init_volume", "relative_residual", "release",
-    "residual_ratio", "robust_scale", "snapshot",
+    "residual_ratio", "robust_scale", "snapshot", "typical_density",
 ]
 
 #: the name of the relative data residual, for methods whose own loss is that residual
@@ -113,15 +113,20 @@ def quick_sirt(A: Projector, y: torch.Tensor, mask: torch.Tensor | None = None,
 
     last = last_step(sirt(A, y, iterations=iterations, every=iterations, mask=mask))
     vol = torch.from_numpy(last.volume)
+    # a blank series has nothing to scale (the engine refuses one up front): density 1
+    return vol.to(device=A.device, dtype=A.dtype), typical_density(vol)
+
+
+def typical_density(vol: torch.Tensor) -> float:
+    """The 99.5th percentile of a volume (its largest magnitude if that is not positive;
+    1 when it is blank), from at most about 2 million voxels."""
     flat = vol.reshape(-1)
     if flat.numel() > 2_000_000:
         flat = flat[:: flat.numel() // 2_000_000 + 1]
     c = float(torch.quantile(flat.float(), 0.995))
     if not c > 0:
         c = float(vol.abs().max())
-    if not c > 0:  # a blank series: nothing to scale (the engine refuses one up front)
-        c = 1.0
-    return vol.to(device=A.device, dtype=A.dtype), c
+    return c if c > 0 else 1.0
 
 
 def validation_split(

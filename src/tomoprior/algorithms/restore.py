@@ -32,7 +32,7 @@ from ..errors import ParameterError
 from ..operators.base import Projector
 from ..step import Step, last_step
 from ._adapt import ADAPT_PARAMS, DEFAULT_LR, AdaptOptions
-from ._common import RELATIVE_RESIDUAL, residual_ratio, robust_scale
+from ._common import RELATIVE_RESIDUAL, relative_residual, residual_ratio, robust_scale
 from ._declare import Param, method
 from ._driver import Problem, Report, Solver, iterate
 from ._network_start import network_volume
@@ -117,9 +117,7 @@ class _AdaptedRestore(Solver):
         return None
 
     def report(self, iteration: int, last: bool) -> Report:
-        with torch.no_grad():
-            res = residual_ratio(self.p.A(self.x.to(self.p.A.dtype)) - self.p.y, self.p.y,
-                                 self.p.mask)
+        res = relative_residual(self.p.A, self.x, self.p.y, self.p.mask)
         return Report(self.x, res, res, extras={"model": self.model.name,
                                                 "reprojection_residual": res, **self.summary})
 

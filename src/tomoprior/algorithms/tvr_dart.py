@@ -55,7 +55,7 @@ import torch
 from ..errors import ParameterError, warn
 from ..operators.base import Projector
 from ..step import ResumeState, Step
-from ._common import estimate_scale, validation_split
+from ._common import estimate_scale, typical_density, validation_split
 from ._declare import Param, method
 from ._driver import Problem, Report, Solver, iterate
 from ._grey_levels import (
@@ -108,7 +108,7 @@ class _TVRDART(Solver):
         lam = self.lam
         if vol is None or (lam == "auto" and self.warm_start == "cstv"):
             vol, lam = yield from self._warm(p, vol, start)
-        self.scale = estimate_scale(p.A, p.y, p.mask) if vol is None else _typical(vol)
+        self.scale = estimate_scale(p.A, p.y, p.mask) if vol is None else typical_density(vol)
         x = vol / self.scale
         levels = self._initial_levels(x)
         if lam == "auto":
@@ -245,17 +245,6 @@ class _TVRDART(Solver):
         return {"x": m.x.detach(), "levels": m.levels.detach(), "log_k": float(m.log_k.detach()),
                 "scale": self.scale, "lam": float(self.lam), "model": m.state(),
                 "search": [dict(r) for r in self.search]}
-
-
-def _typical(vol: torch.Tensor) -> float:
-    """The 99.5th percentile of a start volume (1 when it is blank)."""
-    flat = vol.reshape(-1)
-    if flat.numel() > 2_000_000:
-        flat = flat[:: flat.numel() // 2_000_000 + 1]
-    c = float(torch.quantile(flat.float(), 0.995))
-    if not c > 0:
-        c = float(vol.abs().max())
-    return c if c > 0 else 1.0
 
 
 class _SmoothTV(torch.autograd.Function):
